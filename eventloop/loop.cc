@@ -1,0 +1,269 @@
+#include "eventloop/loop.h"
+
+#include <cassert>
+#include <cerrno>
+#include <utility>
+
+#include "eventloop/timer_heap.h"
+
+namespace h2loop::ev {
+
+std::string_view toString(DetachOutcome outcome) {
+  switch (outcome) {
+    case DetachOutcome::kDetached:
+      return "detached";
+    case DetachOutcome::kFdInvalid:
+      return "fd-invalid";
+    case DetachOutcome::kFdGone:
+      return "fd-gone";
+    case DetachOutcome::kAlreadyClosed:
+      return "already-closed";
+  }
+  return "unknown";
+}
+
+// ---- IoWatch ---------------------------------------------------------------
+
+IoWatch::IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb)
+    : loop_(loop), fd_(fd), interest_(interest & (kRead | kWrite)), cb_(std::move(cb)) {
+  ++loop_.watches_;
+}
+
+IoWatch::~IoWatch() {
+  if (destroyed_flag_) *destroyed_flag_ = true;
+  close();
+  --loop_.watches_;
+}
+
+int IoWatch::setInterest(uint32_t interest) {
+  interest &= (kRead | kWrite);
+  if (closed_ || interest == interest_) return 0;
+  if (!registered_) return registration_error_;
+  int err = loop_.backendModify(this, interest);
+  if (err == 0) interest_ = interest;
+  return err;
+}
+
+DetachOutcome IoWatch::close() {
+  if (closed_) return DetachOutcome::kAlreadyClosed;
+  closed_ = true;
+  // No early return below: every branch ends with the watch closed and the
+  // counters right, and the caller goes on to its final destruction.
+  DetachOutcome outcome;
+  if (registered_) {
+    registered_ = false;
+    --loop_.registered_;
+    const int err = loop_.backendDetach(this);
+    outcome = err == 0 ? DetachOutcome::kDetached : DetachOutcome::kFdGone;
+  } else {
+    outcome = fd_ < 0 ? DetachOutcome::kFdInvalid : DetachOutcome::kFdGone;
+  }
+  return outcome;
+}
+
+// ---- Timer -----------------------------------------------------------------
+
+Timer::Timer(Loop& loop, Callback cb) : loop_(loop), cb_(std::move(cb)) {
+  ++loop_.timers_;
+}
+
+Timer::~Timer() {
+  if (destroyed_flag_) *destroyed_flag_ = true;
+  cancel();
+  --loop_.timers_;
+}
+
+void Timer::arm(Duration after) {
+  if (after < Duration::zero()) after = Duration::zero();
+  TimerHeap& heap = *loop_.timer_heap_;
+  const Timer* old_top = heap.empty() ? nullptr : heap.top();
+  const Clock::time_point old_deadline = old_top ? old_top->deadline_ : Clock::time_point{};
+  if (armed_) heap.remove(this);
+  armed_ = true;
+  deadline_ = loop_.now() + after;
+  sequence_ = ++loop_.timer_sequence_;
+  heap.push(this);
+  if (heap.top() != old_top || heap.top()->deadline_ != old_deadline) {
+    loop_.backendTimersChanged();
+  }
+}
+
+void Timer::cancel() {
+  if (!armed_) return;
+  armed_ = false;
+  TimerHeap& heap = *loop_.timer_heap_;
+  const bool was_top = heap.top() == this;
+  heap.remove(this);
+  if (was_top) loop_.backendTimersChanged();
+}
+
+// ---- Loop ------------------------------------------------------------------
+
+Loop::Loop() : now_(Clock::now()), timer_heap_(std::make_unique<TimerHeap>()) {}
+
+Loop::~Loop() {
+  // Backends ran shutdownCommon() already; this catches a backend that forgot
+  // (only deletions that need no backend can still run safely here).
+  drainDeferred();
+  assert(watches_ == 0 && "IoWatch outlived its Loop");
+  assert(timers_ == 0 && "Timer outlived its Loop");
+}
+
+void Loop::shutdownCommon() {
+  drainDeferred();
+  std::vector<std::function<void()>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    dropped.swap(posted_);
+  }
+  dropped.clear();  // their captures may schedule deletions
+  drainDeferred();
+}
+
+std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callback cb) {
+  std::unique_ptr<IoWatch> w(new IoWatch(*this, fd, interest, std::move(cb)));
+  // A failed registration leaves the watch open but unregistered: it never
+  // calls back, and its close() reports kFdInvalid / kFdGone like any other.
+  if (fd < 0) {
+    w->registration_error_ = EBADF;
+    return w;
+  }
+  const int err = backendAdd(w.get(), w->interest_);
+  if (err != 0) {
+    w->registration_error_ = err;
+    return w;
+  }
+  w->registered_ = true;
+  ++registered_;
+  return w;
+}
+
+std::unique_ptr<Timer> Loop::timer(Timer::Callback cb) {
+  return std::unique_ptr<Timer>(new Timer(*this, std::move(cb)));
+}
+
+void Loop::post(std::function<void()> fn) {
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    was_empty = posted_.empty();
+    posted_.push_back(std::move(fn));
+  }
+  // The backend drains its wake-up signal before taking the queue, so a post
+  // that finds the queue non-empty is always picked up by a pending pass.
+  if (was_empty) backendWakeup();
+}
+
+void Loop::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
+  if (object) deferred_.push_back(std::move(object));
+}
+
+void Loop::drainDeferred() {
+  if (draining_now_) return;  // a destructor deferring more: the outer drain loops
+  draining_now_ = true;
+  while (!deferred_.empty()) {
+    draining_.swap(deferred_);
+    for (auto& object : draining_)
+      object.reset();  // FIFO, one by one
+    draining_.clear();
+  }
+  draining_now_ = false;
+}
+
+void Loop::run() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(post_mutex_);
+      if (stop_requested_) {
+        stop_requested_ = false;
+        break;
+      }
+    }
+    updateNow();
+    backendRunOnce(!hasPendingWork());
+    drainDeferred();
+  }
+}
+
+void Loop::stop() {
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    stop_requested_ = true;
+  }
+  backendWakeup();
+}
+
+bool Loop::hasPendingWork() const {
+  if (!deferred_.empty()) return true;
+  std::lock_guard<std::mutex> lock(post_mutex_);
+  return !posted_.empty() || stop_requested_;
+}
+
+LoopStats Loop::stats() const {
+  LoopStats s;
+  s.watches = watches_;
+  s.registered = registered_;
+  s.timers = timers_;
+  s.armed_timers = timer_heap_->size();
+  s.pending_deletions = deferred_.size();
+  std::lock_guard<std::mutex> lock(post_mutex_);
+  s.pending_posts = posted_.size();
+  return s;
+}
+
+// The callable is moved out for the duration of the call, so a callback that
+// destroys its own watch or timer can go on using its captures; it is moved
+// back only if the object survived.
+void Loop::dispatchIo(IoWatch* w, uint32_t ready) {
+  if (!w->closed_) {
+    IoWatch::Callback cb = std::move(w->cb_);
+    bool destroyed = false;
+    w->destroyed_flag_ = &destroyed;
+    cb(ready);
+    if (!destroyed) {
+      w->destroyed_flag_ = nullptr;
+      w->cb_ = std::move(cb);
+    }
+  }
+  drainDeferred();
+}
+
+void Loop::runExpiredTimers() {
+  TimerHeap& heap = *timer_heap_;
+  if (heap.empty()) return;
+  const uint64_t horizon = timer_sequence_;
+  while (!heap.empty()) {
+    Timer* t = heap.top();
+    if (t->deadline_ > now_ || t->sequence_ > horizon) break;
+    heap.remove(t);
+    t->armed_ = false;
+    Timer::Callback cb = std::move(t->cb_);
+    bool destroyed = false;
+    t->destroyed_flag_ = &destroyed;
+    cb();
+    if (!destroyed) {
+      t->destroyed_flag_ = nullptr;
+      t->cb_ = std::move(cb);
+    }
+    drainDeferred();
+  }
+}
+
+const Clock::time_point* Loop::nextDeadline() const {
+  return timer_heap_->empty() ? nullptr : &timer_heap_->top()->deadline_;
+}
+
+void Loop::runPosted() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    batch.swap(posted_);
+  }
+  for (auto& fn : batch) {
+    fn();
+    fn = nullptr;  // release captures now, in order
+    drainDeferred();
+  }
+}
+
+}  // namespace h2loop::ev

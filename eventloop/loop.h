@@ -1,0 +1,276 @@
+#pragma once
+
+// The event-loop interface of h2loop.
+//
+// One abstract Loop with what a server needs and nothing more: I/O watches,
+// timers, a thread-safe post(), deferred deletion, run/stop and a cached
+// monotonic clock. Backends (eventloop/libevent, eventloop/custom) implement
+// the small protected contract at the bottom of Loop; no backend type ever
+// appears in this header.
+//
+// Threading: a Loop and everything created from it (watches, timers,
+// deferred deletions) belong to the thread that runs it. The only members
+// callable from any thread are post(), stop() and wakeup-free reads of
+// stats() taken as a snapshot. Nothing else is synchronised.
+//
+// Writing a backend for your own loop
+// -----------------------------------
+// Derive from Loop and implement the "backend contract" (five pure virtual
+// members and one optional hook, each documented below), then instantiate the shared contract suite
+// in tests/eventloop/loop_contract.h with your factory (one line, see
+// tests/eventloop/backends_test.cc). The contract, in short:
+//   * A watch is registered at creation; its interest can change any number of
+//     times without re-registering it (backendModify).
+//   * Readiness is delivered level-triggered: while an fd is readable and read
+//     interest is set, the callback keeps being called, once per iteration.
+//   * A watch that was closed (or destroyed) never receives another callback,
+//     even for an event the backend already collected in the current batch.
+//   * backendDetach never fails: an fd that is -1, already closed (EBADF) or
+//     unknown to the kernel (ENOENT, EPERM) is reported, not treated as error.
+//   * Timers fire once per arm(), in deadline order (ties: arming order); the
+//     heap is shared code, the backend only sleeps until nextDeadline().
+//   * After every callback the backend dispatches (I/O, timer, wake-up), it
+//     calls afterCallback(), which runs the deferred deletions.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+namespace h2loop::ev {
+
+class TimerHeap;
+
+using Clock = std::chrono::steady_clock;
+using Duration = std::chrono::nanoseconds;
+
+// Readiness and interest bits. Interest uses kRead/kWrite only; readiness may
+// also carry kHangup (peer closed both directions) and kError (socket error
+// pending, e.g. after a RST). A callback that sees kHangup/kError should still
+// read: the read returns the precise reason (eof, reset).
+enum Events : uint32_t {
+  kNone = 0,
+  kRead = 1u << 0,
+  kWrite = 1u << 1,
+  kHangup = 1u << 2,
+  kError = 1u << 3,
+};
+
+// What a logical close of a watch found. Whatever the outcome, the watch is
+// closed afterwards and will never call back again; the owner's final
+// destruction must follow on every outcome — none of them is a reason to stop.
+enum class DetachOutcome {
+  kDetached,       // the fd was valid and is no longer watched
+  kFdInvalid,      // the watch was created on fd -1 (never registered)
+  kFdGone,         // the fd had been closed behind the watch's back (EBADF/ENOENT/EPERM)
+  kAlreadyClosed,  // close() had been called before: nothing to do
+};
+
+std::string_view toString(DetachOutcome outcome);
+
+class Loop;
+
+// A registration of interest in one fd. Created by Loop::watch(); owned by
+// the caller through std::unique_ptr. It does not own the fd: the owner closes
+// the fd, preferably after close() (closing first is tolerated: kFdGone).
+//
+// The callback may do anything, including destroying this watch (its captures
+// stay valid until it returns), another watch, or handing its owner to
+// Loop::deferredDelete(). Destroying a watch implies close().
+class IoWatch final {
+ public:
+  using Callback = std::function<void(uint32_t ready)>;
+
+  IoWatch(const IoWatch&) = delete;
+  IoWatch& operator=(const IoWatch&) = delete;
+  ~IoWatch();
+
+  // Changes the interest (kRead | kWrite, or kNone to pause). Cheap when
+  // unchanged. No effect after close(). Returns 0, or the errno of a backend
+  // that could not apply it (EBADF: the fd is gone; the owner should close).
+  int setInterest(uint32_t interest);
+  [[nodiscard]] uint32_t interest() const { return interest_; }
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] bool closed() const { return closed_; }
+  // errno of the failed registration (EBADF for fd -1), 0 when registered.
+  [[nodiscard]] int registrationError() const { return registration_error_; }
+
+  // Logical close: detaches from the backend if the fd is still valid; an
+  // invalid or vanished fd is reported in the outcome, never an early return.
+  // Idempotent. After it returns the callback is never called again.
+  DetachOutcome close();
+
+ private:
+  friend class Loop;
+  IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb);
+
+  Loop& loop_;
+  int fd_;
+  uint32_t interest_;
+  bool closed_ = false;
+  bool registered_ = false;
+  int registration_error_ = 0;
+  Callback cb_;
+  bool* destroyed_flag_ = nullptr;  // set while the callback runs
+  void* backend_ = nullptr;         // the backend's per-registration record
+};
+
+// A one-shot timer that can be re-armed. Created by Loop::timer(). Arming an
+// armed timer moves its deadline. cancel() and destruction are safe anywhere,
+// including inside the timer's own callback.
+class Timer final {
+ public:
+  using Callback = std::function<void()>;
+
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  ~Timer();
+
+  void arm(Duration after);
+  void cancel();
+  [[nodiscard]] bool armed() const { return armed_; }
+  [[nodiscard]] Clock::time_point deadline() const { return deadline_; }
+  // Arming order, used by backends to break deadline ties (FIFO).
+  [[nodiscard]] uint64_t sequence() const { return sequence_; }
+
+ private:
+  friend class Loop;
+  friend class TimerHeap;
+  Timer(Loop& loop, Callback cb);
+
+  Loop& loop_;
+  Callback cb_;
+  bool armed_ = false;
+  Clock::time_point deadline_{};
+  uint64_t sequence_ = 0;
+  size_t heap_index_ = 0;
+  bool* destroyed_flag_ = nullptr;  // set while the callback runs
+};
+
+// Base of anything handed to Loop::deferredDelete().
+class DeferredDeletable {
+ public:
+  virtual ~DeferredDeletable() = default;
+};
+
+struct LoopStats {
+  size_t watches = 0;            // live IoWatch objects (closed or not)
+  size_t registered = 0;         // watches still registered with the backend
+  size_t timers = 0;             // live Timer objects
+  size_t armed_timers = 0;       // of which armed
+  size_t pending_deletions = 0;  // objects waiting in the deferred-delete list
+  size_t pending_posts = 0;      // functions waiting to run from post()
+};
+
+class Loop {
+ public:
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+  // Runs every pending deferred deletion (including ones scheduled by those
+  // deletions) and discards posted functions that never ran. Watches and
+  // timers must be gone by then (they reference the loop); owners handed to
+  // deferredDelete() take theirs with them.
+  virtual ~Loop();
+
+  // Watches `fd` with `interest`. On a registration failure (fd -1, EBADF)
+  // the watch is still returned, unregistered (it never calls back), with
+  // registrationError() set: its owner closes through the same path as every
+  // other, and close() reports kFdInvalid or kFdGone.
+  [[nodiscard]] std::unique_ptr<IoWatch> watch(int fd, uint32_t interest, IoWatch::Callback cb);
+  [[nodiscard]] std::unique_ptr<Timer> timer(Timer::Callback cb);
+
+  // Runs `fn` on the loop's thread, soon, in posting order. Callable from any
+  // thread (including the loop's own); wakes the loop.
+  void post(std::function<void()> fn);
+
+  // Destroys `object` after the current callback returns, first in first out.
+  // Objects scheduled while the list drains are destroyed in the same drain.
+  void deferredDelete(std::unique_ptr<DeferredDeletable> object);
+
+  // Runs until stop(). Returns immediately if stop() was called before (the
+  // request is consumed).
+  void run();
+  // Makes run() return after the current callback. Any thread.
+  void stop();
+
+  // Monotonic time cached at the start of each iteration.
+  [[nodiscard]] Clock::time_point now() const { return now_; }
+  void updateNow() { now_ = Clock::now(); }
+
+  [[nodiscard]] virtual std::string_view name() const = 0;
+  [[nodiscard]] LoopStats stats() const;
+
+  // Runs the deferred deletions now. Backends call it after each callback;
+  // it is public for embedders that drive the loop themselves.
+  void drainDeferred();
+
+ protected:
+  Loop();
+
+  // ---- backend contract -------------------------------------------------
+  // Each backend keeps its own per-watch and per-timer record and maps the
+  // IoWatch*/Timer* to it. All calls happen on the loop thread.
+
+  // Registers `w` (w->fd() >= 0) for `interest`. Returns 0 or errno.
+  virtual int backendAdd(IoWatch* w, uint32_t interest) = 0;
+  // Changes the interest of a registered watch. Returns 0 or errno.
+  virtual int backendModify(IoWatch* w, uint32_t interest) = 0;
+  // Unregisters `w`; `w` must not be called back afterwards, even for events
+  // already collected. Returns 0, or EBADF/ENOENT/EPERM when the fd vanished.
+  virtual int backendDetach(IoWatch* w) = 0;
+  // Timers live in a heap shared by all backends (TimerHeap). A backend only
+  // has to wake up by nextDeadline() and call runExpiredTimers(). Called
+  // whenever the earliest deadline changed; a backend that computes its
+  // timeout before each wait (epoll) need not override it.
+  virtual void backendTimersChanged() {}
+  // Blocks for events (at most until nextDeadline()) and dispatches them once
+  // (one iteration): dispatchIo() per ready watch, runPosted() on wake-up,
+  // runExpiredTimers() after the I/O. `may_block` is false when work is
+  // already pending.
+  virtual void backendRunOnce(bool may_block) = 0;
+  // Wakes a backendRunOnce() blocked on another thread. Any thread.
+  virtual void backendWakeup() = 0;
+
+  // ---- for backends ------------------------------------------------------
+  // Delivers readiness to `w` unless it was closed meanwhile; then drains.
+  void dispatchIo(IoWatch* w, uint32_t ready);
+  // Fires the timers whose deadline is <= now(), earliest first, each
+  // followed by a drain. Timers armed meanwhile wait for the next call, so a
+  // zero-delay re-arm cannot spin.
+  void runExpiredTimers();
+  // Earliest armed deadline, or nullptr when no timer is armed.
+  [[nodiscard]] const Clock::time_point* nextDeadline() const;
+  // Runs the functions queued by post(); called by the backend on wake-up.
+  void runPosted();
+  // Backends call this first thing in their destructor, while the backend is
+  // still whole: it runs the deferred deletions (their owners' watches and
+  // timers detach through the backend) and drops posted functions.
+  void shutdownCommon();
+  [[nodiscard]] bool hasPendingWork() const;
+
+  static void*& backendRecord(IoWatch* w) { return w->backend_; }
+
+ private:
+  friend class IoWatch;
+  friend class Timer;
+  Clock::time_point now_;
+  size_t watches_ = 0;
+  size_t registered_ = 0;
+  size_t timers_ = 0;
+  uint64_t timer_sequence_ = 0;
+  std::unique_ptr<TimerHeap> timer_heap_;
+
+  std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
+  std::vector<std::unique_ptr<DeferredDeletable>> draining_;
+  bool draining_now_ = false;
+
+  mutable std::mutex post_mutex_;
+  std::vector<std::function<void()>> posted_;  // guarded by post_mutex_
+  bool stop_requested_ = false;                // guarded by post_mutex_
+};
+
+}  // namespace h2loop::ev
