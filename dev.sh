@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# h2loop developer entry point. Two commands matter (see README.md):
+#   ./dev.sh serve [h2loop flags…]  install dependencies, build, serve https://localhost:8443
+#   ./dev.sh test                   install dependencies, build release + asan, run every test
+# Also: ./dev.sh deps | build [preset] | bench-loop
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(
+  cmake ninja-build pkg-config g++ git
+  libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  openssl curl nghttp2-client python3-h2 iproute2 procps
+)
+
+deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  local preset=${1:-release}
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+}
+
+serve() {
+  deps
+  build release
+  local run=run root cert key
+  root=$run/www
+  cert=$run/cert.pem
+  key=$run/key.pem
+  mkdir -p "$root"
+  if [ ! -f "$root/index.html" ]; then
+    cat >"$root/index.html" <<'HTML'
+<!doctype html>
+<html><head><meta charset="utf-8"><title>h2loop</title></head>
+<body><h1>h2loop is serving</h1><p>This page came over HTTP/2.</p></body></html>
+HTML
+  fi
+  if [ ! -f "$cert" ] || [ ! -f "$key" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+      -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+      -keyout "$key" -out "$cert" 2>/dev/null
+    chmod 600 "$key"
+  fi
+  echo "== serving $root at https://localhost:8443 (Ctrl-C to stop)"
+  exec build/release/server/h2loop --listen 127.0.0.1:8443 --listen '[::1]:8443' \
+    --root "$root" --cert "$cert" --key "$key" "$@"
+}
+
+run_tests() {
+  deps
+  build release
+  build asan
+  echo "== release build: all tests"
+  ctest --preset release
+  echo "== asan build (AddressSanitizer + LeakSanitizer + UBSan): all tests"
+  ctest --preset asan
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) deps; build "${2:-release}" ;;
+  serve) shift; serve "$@" ;;
+  test) run_tests ;;
+  bench-loop) deps; build release; build/release/bench/loop_bench ;;
+  *) echo "usage: $0 serve [flags…] | test | deps | build [release|asan|debug] | bench-loop" >&2; exit 2 ;;
+esac
