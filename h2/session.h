@@ -1,0 +1,213 @@
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "h2/output_buffer.h"
+#include "h2/stream.h"
+#include "h2/stream_pool.h"
+
+namespace h2loop::h2 {
+
+// nghttp2 protections and flow-control sizes, applied at Session construction.
+// The first three are advertised in the initial SETTINGS frame.
+struct SessionConfig {
+  // SETTINGS_MAX_CONCURRENT_STREAMS; nghttp2 refuses streams beyond it.
+  uint32_t max_concurrent_streams = 100;
+  // SETTINGS_INITIAL_WINDOW_SIZE for request bodies, per stream. 256 KiB:
+  // uploads are not throttled to 64 KiB per RTT, yet 100 streams cannot push
+  // more than 25 MiB at us (nghttp2 hands the bytes to the handler at once,
+  // the session buffers none of it).
+  int32_t initial_window_size = 256 * 1024;
+  // Connection-level receive window (nghttp2_session_set_local_window_size),
+  // raised above the 65535 default so several uploads proceed in parallel.
+  int32_t connection_window_size = 1024 * 1024;
+  // SETTINGS_MAX_HEADER_LIST_SIZE, and enforced on receive in
+  // on_header_callback (nghttp2 does not): sum of name + value + 32 per field.
+  uint32_t max_header_list_size = 64 * 1024;
+  // Header fields per request (pseudo-headers and trailers included).
+  uint32_t max_header_fields = 128;
+  // Incoming RST_STREAM token bucket (rapid reset, CVE-2023-44487).
+  uint64_t stream_reset_burst = 1000;
+  uint64_t stream_reset_rate = 33;
+  // CONTINUATION frames after one HEADERS (CVE-2024-27316 class floods).
+  size_t max_continuations = 8;
+  // Entries per received SETTINGS frame.
+  size_t max_settings = 32;
+  // Queued outgoing SETTINGS/PING ACKs before the peer counts as flooding.
+  size_t max_outbound_ack = 1000;
+};
+
+// The server's side of a Session. Every callback runs synchronously from
+// inside Session::receive(), Session::produce() or ~Session(), with the
+// Session holding a reference to the stream. Callbacks may call
+// Session::submitResponse()/shutdownNotice()/goaway()/terminate() and the
+// Stream write functions (all only queue work), and may take StreamRefs; they
+// must not call receive() or produce() (asserted) nor destroy the Session.
+class SessionHandler {
+ public:
+  virtual ~SessionHandler() = default;
+  // Request headers complete. end_stream: the request has no body (END_STREAM
+  // came with the headers); onRequestEnd() follows immediately in that case.
+  virtual void onRequest(Stream& stream, bool end_stream) = 0;
+  // A chunk of request body. Default: discard (it is counted in
+  // Stream::requestBodyBytes() and flow-control window is returned anyway).
+  virtual void onRequestData(Stream& stream, const uint8_t* data, size_t len) {
+    (void)stream;
+    (void)data;
+    (void)len;
+  }
+  // The request is complete (END_STREAM seen). Called exactly once per
+  // request that got onRequest(), unless the stream was reset first.
+  virtual void onRequestEnd(Stream& stream) { (void)stream; }
+  // Called exactly once for every stream the session accepted (including
+  // streams reset before their headers completed, which never got
+  // onRequest(); refused streams get neither). The stream is already marked
+  // closed (writes are no-ops). error_code is the HTTP/2 code
+  // (NGHTTP2_NO_ERROR for a completed exchange; NGHTTP2_CANCEL when the
+  // Session is destroyed with the stream open). Release what Stream::user()
+  // points to here.
+  virtual void onStreamClosed(Stream& stream, uint32_t error_code) {
+    (void)stream;
+    (void)error_code;
+  }
+};
+
+enum class SessionStatus {
+  kOk,
+  kFatal,  // close the connection; lastError() says why
+};
+
+struct RecvResult {
+  SessionStatus status = SessionStatus::kOk;
+  size_t consumed = 0;  // bytes nghttp2 consumed (all of them on kOk)
+  int error = 0;        // nghttp2 error code on kFatal
+};
+
+struct ProduceResult {
+  SessionStatus status = SessionStatus::kOk;
+  size_t bytes = 0;  // bytes added to the OutputBuffer
+  int error = 0;     // nghttp2 error code on kFatal
+};
+
+// Server side of one HTTP/2 connection: bytes in (receive), bytes out
+// (produce). Knows nothing of sockets, TLS or event loops.
+//
+// Lifetime: the StreamPool and the SessionHandler must outlive the Session
+// (the destructor calls onStreamClosed for streams still open). A server
+// object that is itself the handler should destroy the Session first thing in
+// its destructor, or declare it after every member onStreamClosed touches.
+//
+// Errors never throw; the first error is kept (lastError(), lastErrorCode())
+// and every later receive()/produce() returns kFatal.
+class Session {
+ public:
+  Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config = {});
+  // Final destruction: frees the nghttp2 session, then marks every stream it
+  // still holds closed, calls onStreamClosed(NGHTTP2_CANCEL) and drops the
+  // session's reference. Streams with other holders stay alive (closed) and
+  // return to the pool when those drop.
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // False when construction failed (out of memory); see lastError().
+  [[nodiscard]] bool valid() const { return ngh_ != nullptr && !failed_; }
+
+  // Feeds received bytes to nghttp2. Nothing is written while parsing:
+  // responses submitted from handler callbacks are queued until produce().
+  // Any nghttp2 error (flood, bad client magic, protocol error, callback
+  // failure) is fatal for the connection.
+  [[nodiscard]] RecvResult receive(const uint8_t* data, size_t len);
+
+  // Serialises pending frames into out until nghttp2 has nothing more or out
+  // is above its high watermark (nghttp2 keeps the rest; call again after
+  // draining). out never grows beyond highWatermark() + one frame. File
+  // bodies are pread straight into out's tail. Never call while dispatching.
+  [[nodiscard]] ProduceResult produce(OutputBuffer& out);
+
+  // Queues the response for stream (a Stream of this session). Adds
+  // content-length for bytes/file bodies. HEAD requests and 204/304 get
+  // headers only with END_STREAM. At most kMaxResponseHeaders headers.
+  static constexpr size_t kMaxResponseHeaders = 64;
+  [[nodiscard]] SubmitResult submitResponse(Stream& stream, int status,
+                                            std::span<const Header> headers,
+                                            const ResponseBody& body);
+
+  // Graceful shutdown, step 1: GOAWAY with last-stream-id 2^31-1.
+  [[nodiscard]] bool shutdownNotice();
+  // Step 2 (about one RTT later): GOAWAY with the last processed stream id;
+  // streams up to it may finish.
+  [[nodiscard]] bool goaway(uint32_t error_code);
+  // GOAWAY and close once it is sent; open streams are abandoned.
+  [[nodiscard]] bool terminate(uint32_t error_code);
+
+  [[nodiscard]] bool wantRead() const;
+  [[nodiscard]] bool wantWrite() const;
+  // Neither side wants anything: once the OutputBuffer is drained too, close.
+  [[nodiscard]] bool finished() const { return !wantRead() && !wantWrite(); }
+
+  [[nodiscard]] size_t activeStreams() const { return active_streams_; }
+  // Streams refused with RST_STREAM(REFUSED_STREAM) because the pool was empty.
+  [[nodiscard]] uint64_t refusedStreams() const { return refused_streams_; }
+  // Streams reset for exceeding max_header_list_size / max_header_fields.
+  [[nodiscard]] uint64_t headerLimitResets() const { return header_limit_resets_; }
+  // Streams reset because pread of their file failed or came up short.
+  [[nodiscard]] uint64_t fileErrors() const { return file_errors_; }
+
+  [[nodiscard]] const std::string& lastError() const { return error_; }
+  [[nodiscard]] int lastErrorCode() const { return error_code_; }
+
+ private:
+  friend class Stream;
+  // Captureless nghttp2 trampolines and the shared callbacks table
+  // (session.cc); they forward to the members below.
+  struct Callbacks;
+
+  struct NghttpDeleter {
+    void operator()(nghttp2_session* s) const { nghttp2_session_del(s); }
+  };
+
+  // nghttp2 callbacks.
+  int onBeginHeaders(const nghttp2_frame* frame);
+  int onHeader(const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+               const uint8_t* value, size_t valuelen);
+  int onFrameRecv(const nghttp2_frame* frame);
+  int onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len);
+  int onStreamClose(int32_t stream_id, uint32_t error_code);
+  ssize_t onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* data_flags);
+  int onSendData(nghttp2_frame* frame, const uint8_t* framehd, size_t length, Stream& s);
+
+  // Wakes a deferred data source (streamed bodies).
+  void resumeData(Stream& s);
+  [[nodiscard]] Stream* findStream(int32_t stream_id) const;
+  void link(Stream& s);
+  void unlink(Stream& s);
+  // Keeps the first error; returns NGHTTP2_ERR_CALLBACK_FAILURE.
+  int fail(int code, const char* what);
+
+  StreamPool& pool_;
+  SessionHandler& handler_;
+  SessionConfig config_;
+  std::unique_ptr<nghttp2_session, NghttpDeleter> ngh_;
+
+  Stream* streams_ = nullptr;  // intrusive list of streams nghttp2 knows
+  size_t active_streams_ = 0;
+  OutputBuffer* out_ = nullptr;  // set only during produce()
+  bool dispatching_ = false;
+  bool failed_ = false;
+
+  uint64_t refused_streams_ = 0;
+  uint64_t header_limit_resets_ = 0;
+  uint64_t file_errors_ = 0;
+  std::string error_;
+  int error_code_ = 0;
+};
+
+}  // namespace h2loop::h2

@@ -1,0 +1,130 @@
+#include "h2/stream.h"
+
+#include <cassert>
+
+#include "h2/session.h"
+#include "h2/stream_pool.h"
+
+namespace h2loop::h2 {
+
+namespace {
+
+// Pooled streams keep their string capacity, but a one-off large body must
+// not pin memory in every pool slot it ever visited.
+constexpr size_t kMaxRetainedBody = 16 * 1024;
+constexpr size_t kMaxRetainedFields = 64;
+
+void clearKeepingSmall(std::string& s, size_t max_keep) {
+  if (s.capacity() > max_keep) {
+    std::string().swap(s);
+  } else {
+    s.clear();
+  }
+}
+
+}  // namespace
+
+Stream::~Stream() {
+  // Only reached for a recycled stream (pool destruction) or an orphaned one
+  // on its last release; recycle() has dropped the file reference.
+  assert(file_ == nullptr);
+}
+
+void Stream::release() {
+  assert(refs_ > 0);
+  if (--refs_ != 0) return;
+  if (pool_ != nullptr) {
+    pool_->recycle(this);
+  } else {
+    recycle();
+    delete this;
+  }
+}
+
+const HeaderField* Stream::findHeader(std::string_view name) const {
+  for (const HeaderField& f : headers()) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+void Stream::addField(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen) {
+  if (field_count_ == fields_.size()) fields_.emplace_back();
+  HeaderField& f = fields_[field_count_++];
+  f.name.assign(reinterpret_cast<const char*>(name), namelen);
+  f.value.assign(reinterpret_cast<const char*>(value), valuelen);
+}
+
+void Stream::recycle() {
+  assert(refs_ == 0);
+  assert(session_ == nullptr && prev_ == nullptr && next_ == nullptr);
+  if (file_ != nullptr) {
+    FileHandle* f = file_;
+    file_ = nullptr;
+    f->release();
+  }
+  session_held_ = false;
+  id_ = 0;
+  closed_ = false;
+  request_complete_ = false;
+  response_submitted_ = false;
+  discard_body_ = false;
+  body_ended_ = false;
+  deferred_ = false;
+  close_error_code_ = 0;
+  method_.clear();
+  path_.clear();
+  authority_.clear();
+  scheme_.clear();
+  if (fields_.size() > kMaxRetainedFields) fields_.resize(kMaxRetainedFields);
+  for (size_t i = 0; i < field_count_ && i < fields_.size(); ++i) {
+    clearKeepingSmall(fields_[i].name, kMaxRetainedBody);
+    clearKeepingSmall(fields_[i].value, kMaxRetainedBody);
+  }
+  field_count_ = 0;
+  header_list_bytes_ = 0;
+  header_field_total_ = 0;
+  request_body_bytes_ = 0;
+  user_ = nullptr;
+  body_kind_ = ResponseBody::Kind::kNone;
+  clearKeepingSmall(body_, kMaxRetainedBody);
+  body_offset_ = 0;
+  file_offset_ = 0;
+  file_remaining_ = 0;
+}
+
+SubmitResult Stream::submitResponse(int status, std::span<const Header> headers,
+                                    const ResponseBody& body) {
+  if (session_ == nullptr) return SubmitResult::kClosed;
+  return session_->submitResponse(*this, status, headers, body);
+}
+
+SubmitResult Stream::appendBody(std::string_view bytes) {
+  if (session_ == nullptr) return SubmitResult::kClosed;
+  if (!response_submitted_ || body_kind_ != ResponseBody::Kind::kStreamed || body_ended_) {
+    return discard_body_ && response_submitted_ ? SubmitResult::kOk : SubmitResult::kBadState;
+  }
+  if (bytes.empty()) return SubmitResult::kOk;
+  if (body_offset_ == body_.size()) {
+    body_.clear();
+    body_offset_ = 0;
+  } else if (body_offset_ > body_.size() / 2) {
+    body_.erase(0, body_offset_);
+    body_offset_ = 0;
+  }
+  body_.append(bytes);
+  session_->resumeData(*this);
+  return SubmitResult::kOk;
+}
+
+SubmitResult Stream::endBody() {
+  if (session_ == nullptr) return SubmitResult::kClosed;
+  if (!response_submitted_ || body_kind_ != ResponseBody::Kind::kStreamed || body_ended_) {
+    return discard_body_ && response_submitted_ ? SubmitResult::kOk : SubmitResult::kBadState;
+  }
+  body_ended_ = true;
+  session_->resumeData(*this);
+  return SubmitResult::kOk;
+}
+
+}  // namespace h2loop::h2

@@ -1,0 +1,247 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "h2/file_handle.h"
+
+namespace h2loop::h2 {
+
+class Session;
+class StreamPool;
+
+// One response header field. The views only need to live for the duration of
+// the submitResponse() call: nghttp2 copies them. Names must be lowercase.
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+// One request header field kept by a Stream (regular fields and trailers;
+// the four request pseudo-headers are kept apart). Storage is reused across
+// pool cycles.
+struct HeaderField {
+  std::string name;
+  std::string value;
+};
+
+// Result of a write through a Stream / Session.
+enum class SubmitResult {
+  kOk,
+  kClosed,            // the stream was closed (reset, connection gone): no-op
+  kAlreadySubmitted,  // submitResponse() called twice
+  kBadState,          // appendBody()/endBody() without a streamed response
+  kInvalid,           // bad status, too many headers, null file handle
+  kFailed,            // nghttp2 refused the submission (see Session::lastError())
+};
+
+// Describes the response body handed to submitResponse(). A plain value; what
+// it points to is only read during the call.
+class ResponseBody {
+ public:
+  enum class Kind : uint8_t { kNone, kBytes, kFile, kStreamed };
+
+  static ResponseBody none() { return {}; }
+  // Small generated bodies; copied into the stream's reused storage.
+  static ResponseBody bytes(std::string_view b) {
+    ResponseBody r;
+    r.kind_ = Kind::kBytes;
+    r.bytes_ = b;
+    return r;
+  }
+  // A byte range of an open file, sent zero-copy (pread straight into the
+  // OutputBuffer). submitResponse() takes one FileHandle reference which the
+  // stream drops when it goes back to its pool, on every path.
+  static ResponseBody file(FileHandle* file, uint64_t offset, uint64_t length) {
+    ResponseBody r;
+    r.kind_ = Kind::kFile;
+    r.file_ = file;
+    r.offset_ = offset;
+    r.length_ = length;
+    return r;
+  }
+  // Bytes are supplied later with Stream::appendBody()/endBody().
+  static ResponseBody streamed() {
+    ResponseBody r;
+    r.kind_ = Kind::kStreamed;
+    return r;
+  }
+
+  [[nodiscard]] Kind kind() const { return kind_; }
+  [[nodiscard]] std::string_view bytesView() const { return bytes_; }
+  [[nodiscard]] FileHandle* fileHandle() const { return file_; }
+  [[nodiscard]] uint64_t offset() const { return offset_; }
+  [[nodiscard]] uint64_t length() const { return length_; }
+
+ private:
+  Kind kind_ = Kind::kNone;
+  std::string_view bytes_;
+  FileHandle* file_ = nullptr;
+  uint64_t offset_ = 0;
+  uint64_t length_ = 0;
+};
+
+// One request/response exchange, intrusively reference-counted.
+//
+// Holders:
+// - the Session, from on_begin_headers until nghttp2 closes the stream
+//   (sessionHeld());
+// - any number of StreamRefs, e.g. a handler answering asynchronously.
+// When nghttp2 closes the stream (end of exchange, RST_STREAM, connection
+// death, Session destruction) the stream is marked closed: every write below
+// becomes a no-op returning SubmitResult::kClosed. When the last reference
+// drops, the stream returns to its StreamPool (dropping its FileHandle
+// reference and clearing request data but keeping string capacity).
+//
+// Threading: everything happens on the loop thread that owns the pool.
+// Pointers to a Stream are valid only while a reference is held; the
+// SessionHandler callbacks run while the Session holds one.
+class Stream {
+ public:
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  // --- reference counting ---
+  void addRef() { ++refs_; }
+  // May return the stream to its pool: do not touch it afterwards.
+  void release();
+  [[nodiscard]] uint32_t refCount() const { return refs_; }
+  [[nodiscard]] bool sessionHeld() const { return session_held_; }
+
+  // --- request ---
+  [[nodiscard]] int32_t id() const { return id_; }
+  [[nodiscard]] std::string_view method() const { return method_; }
+  [[nodiscard]] std::string_view path() const { return path_; }
+  [[nodiscard]] std::string_view authority() const { return authority_; }
+  [[nodiscard]] std::string_view scheme() const { return scheme_; }
+  // Regular request header fields followed by trailer fields, in arrival order.
+  [[nodiscard]] std::span<const HeaderField> headers() const {
+    return {fields_.data(), field_count_};
+  }
+  // First field with this (lowercase) name, or nullptr.
+  [[nodiscard]] const HeaderField* findHeader(std::string_view name) const;
+  [[nodiscard]] uint64_t requestBodyBytes() const { return request_body_bytes_; }
+  // END_STREAM received from the client.
+  [[nodiscard]] bool requestComplete() const { return request_complete_; }
+  [[nodiscard]] bool isHead() const { return method_ == "HEAD"; }
+
+  // Free slot for the server; cleared when the stream returns to the pool
+  // (the server must have released what it points to in onStreamClosed).
+  [[nodiscard]] void* user() const { return user_; }
+  void setUser(void* user) { user_ = user; }
+
+  // --- state ---
+  [[nodiscard]] bool closed() const { return closed_; }
+  [[nodiscard]] bool responseSubmitted() const { return response_submitted_; }
+  // nghttp2 error code passed to on_stream_close (NGHTTP2_NO_ERROR for a
+  // completed exchange); meaningful once closed().
+  [[nodiscard]] uint32_t closeErrorCode() const { return close_error_code_; }
+
+  // --- response (safe to call through a StreamRef at any time) ---
+  // Forwards to Session::submitResponse(); kClosed once the stream is closed.
+  [[nodiscard]] SubmitResult submitResponse(int status, std::span<const Header> headers,
+                                            const ResponseBody& body);
+  // For a streamed body: queues bytes (copied) and wakes the data source if
+  // it was deferred. The caller bounds what it appends (see bufferedBody());
+  // the stream does not. For HEAD requests the bytes are discarded.
+  [[nodiscard]] SubmitResult appendBody(std::string_view bytes);
+  // Ends a streamed body (END_STREAM after the buffered bytes).
+  [[nodiscard]] SubmitResult endBody();
+  // Streamed/in-memory body bytes not yet handed to nghttp2.
+  [[nodiscard]] size_t bufferedBody() const { return body_.size() - body_offset_; }
+
+ private:
+  friend class Session;
+  friend class StreamPool;
+
+  explicit Stream(StreamPool* pool) : pool_(pool) {}
+  ~Stream();
+
+  // Returns the stream to its initial state; drops the FileHandle reference.
+  void recycle();
+  void addField(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen);
+
+  StreamPool* pool_;  // nullptr once orphaned by a destroyed pool
+  uint32_t refs_ = 0;
+  bool session_held_ = false;
+
+  // Owning session while nghttp2 knows the stream; nullptr once closed.
+  Session* session_ = nullptr;
+  // Session's intrusive list of open streams.
+  Stream* prev_ = nullptr;
+  Stream* next_ = nullptr;
+
+  int32_t id_ = 0;
+  bool closed_ = false;
+  bool request_complete_ = false;
+  bool response_submitted_ = false;
+  bool discard_body_ = false;  // HEAD, 204, 304: body suppressed
+  bool body_ended_ = false;
+  bool deferred_ = false;  // data source returned NGHTTP2_ERR_DEFERRED
+  uint32_t close_error_code_ = 0;
+
+  std::string method_;
+  std::string path_;
+  std::string authority_;
+  std::string scheme_;
+  std::vector<HeaderField> fields_;
+  size_t field_count_ = 0;
+  size_t header_list_bytes_ = 0;   // RFC 9113 accounting: name + value + 32
+  size_t header_field_total_ = 0;  // includes pseudo-headers
+  uint64_t request_body_bytes_ = 0;
+  void* user_ = nullptr;
+
+  ResponseBody::Kind body_kind_ = ResponseBody::Kind::kNone;
+  std::string body_;  // kBytes and kStreamed
+  size_t body_offset_ = 0;
+  FileHandle* file_ = nullptr;  // one reference held while non-null
+  uint64_t file_offset_ = 0;
+  uint64_t file_remaining_ = 0;
+};
+
+// RAII reference to a Stream. Copy adds a reference, move transfers it.
+class StreamRef {
+ public:
+  StreamRef() = default;
+  explicit StreamRef(Stream* s) : s_(s) {
+    if (s_ != nullptr) s_->addRef();
+  }
+  StreamRef(const StreamRef& o) : StreamRef(o.s_) {}
+  StreamRef(StreamRef&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  StreamRef& operator=(const StreamRef& o) {
+    if (this != &o) StreamRef(o).swap(*this);
+    return *this;
+  }
+  StreamRef& operator=(StreamRef&& o) noexcept {
+    if (this != &o) StreamRef(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~StreamRef() { reset(); }
+
+  // Drops the reference (may return the stream to its pool).
+  void reset() {
+    Stream* s = s_;
+    s_ = nullptr;
+    if (s != nullptr) s->release();
+  }
+  void swap(StreamRef& o) noexcept {
+    Stream* t = s_;
+    s_ = o.s_;
+    o.s_ = t;
+  }
+
+  [[nodiscard]] Stream* get() const { return s_; }
+  Stream* operator->() const { return s_; }
+  Stream& operator*() const { return *s_; }
+  explicit operator bool() const { return s_ != nullptr; }
+
+ private:
+  Stream* s_ = nullptr;
+};
+
+}  // namespace h2loop::h2

@@ -1,0 +1,654 @@
+#include "h2/session.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "h2_test_util.h"
+
+namespace h2loop::h2::test {
+namespace {
+
+uint32_t settingValue(const Client& c, int32_t id) {
+  for (const auto& e : c.server_settings) {
+    if (e.settings_id == id) return e.value;
+  }
+  return 0xffffffffu;
+}
+
+TEST(Session, InitialSettingsCarryLimits) {
+  SessionConfig cfg;
+  cfg.max_concurrent_streams = 37;
+  cfg.initial_window_size = 200000;
+  cfg.max_header_list_size = 12345;
+  cfg.connection_window_size = 3 * 1024 * 1024;
+  Pair p(16, cfg);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.settings_frames, 1);
+  EXPECT_EQ(settingValue(p.client, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 37u);
+  EXPECT_EQ(settingValue(p.client, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), 200000u);
+  EXPECT_EQ(settingValue(p.client, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 12345u);
+  // The connection window was raised with a WINDOW_UPDATE.
+  EXPECT_EQ(nghttp2_session_get_remote_window_size(p.client.get()), 3 * 1024 * 1024);
+  EXPECT_TRUE(p.session->wantRead());
+  EXPECT_FALSE(p.session->wantWrite());
+}
+
+TEST(Session, GetWithInMemoryBody) {
+  Pair p;
+  const int32_t id = p.client.request("GET", "/index", {{"accept", "text/plain"}});
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.status, 200);
+  EXPECT_EQ(cs.body, "hello /index");
+  ASSERT_NE(cs.header("content-length"), nullptr);
+  EXPECT_EQ(*cs.header("content-length"), "12");
+  ASSERT_NE(cs.header("content-type"), nullptr);
+  EXPECT_TRUE(cs.closed);
+  EXPECT_EQ(cs.close_error, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(p.handler.requests, 1);
+  EXPECT_EQ(p.handler.request_ends, 1);
+  EXPECT_EQ(p.handler.last_method, "GET");
+  EXPECT_EQ(p.handler.last_path, "/index");
+  EXPECT_EQ(p.handler.last_authority, "example.test");
+  EXPECT_EQ(p.handler.last_scheme, "https");
+  ASSERT_EQ(p.handler.last_fields.size(), 1u);
+  EXPECT_EQ(p.handler.last_fields[0].name, "accept");
+  EXPECT_EQ(p.handler.last_fields[0].value, "text/plain");
+  ASSERT_EQ(p.handler.closed.size(), 1u);
+  EXPECT_EQ(p.handler.closed[0], std::make_pair(id, uint32_t{NGHTTP2_NO_ERROR}));
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  EXPECT_EQ(p.session->activeStreams(), 0u);
+  EXPECT_TRUE(p.out.releaseIfEmpty());
+}
+
+TEST(Session, PostBodyIsCountedAndEndSignalled) {
+  Pair p;
+  bool saw_end_stream_in_headers = true;
+  p.handler.respond = [&](Stream& s, bool end_stream) {
+    saw_end_stream_in_headers = end_stream;
+    EXPECT_EQ(s.submitResponse(204, {}, ResponseBody::none()), SubmitResult::kOk);
+  };
+  const std::string body(100000, 'x');
+  const int32_t id = p.client.request("POST", "/upload", {}, &body);
+  ASSERT_TRUE(p.pump());
+  EXPECT_FALSE(saw_end_stream_in_headers);
+  EXPECT_EQ(p.handler.data_bytes, body.size());
+  EXPECT_EQ(p.handler.request_ends, 1);
+  EXPECT_EQ(p.handler.last_body_bytes, body.size());
+  EXPECT_EQ(p.client.streams[id].status, 204);
+  EXPECT_EQ(p.client.streams[id].header("content-length"), nullptr);
+  EXPECT_TRUE(p.client.streams[id].closed);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, FileRangeBodyZeroCopyAcrossWindowUpdates) {
+  // 1 MiB + change: far beyond the client's 65535-byte default windows.
+  TempFile file(1024 * 1024 + 12345);
+  Pair p;
+  const uint64_t offset = 1000;
+  const uint64_t length = file.contents.size() - 2000;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, offset, length)),
+              SubmitResult::kOk);
+    EXPECT_EQ(file.refs, 1);
+  };
+  const int32_t id = p.client.request("GET", "/big");
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.status, 200);
+  ASSERT_EQ(cs.body.size(), length);
+  EXPECT_TRUE(cs.body == file.contents.substr(offset, length));
+  EXPECT_EQ(*cs.header("content-length"), std::to_string(length));
+  EXPECT_GE(cs.data_frames, static_cast<int>(length / 16384));
+  EXPECT_TRUE(cs.end_stream);
+  // Every DATA frame went through send_data_callback (NO_COPY path).
+  EXPECT_EQ(file.fd_calls, cs.data_frames);
+  EXPECT_EQ(file.refs, 0);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  EXPECT_LE(p.max_out, p.out.highWatermark() + 9 + 16384);
+}
+
+TEST(Session, HeadGetsHeadersOnly) {
+  TempFile file(50000);
+  Pair p;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, 50000)), SubmitResult::kOk);
+  };
+  const int32_t id = p.client.request("HEAD", "/file");
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.status, 200);
+  EXPECT_EQ(*cs.header("content-length"), "50000");
+  EXPECT_TRUE(cs.body.empty());
+  EXPECT_EQ(cs.data_frames, 0);
+  EXPECT_TRUE(cs.end_stream);
+  EXPECT_TRUE(cs.closed);
+  EXPECT_EQ(cs.close_error, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(file.refs, 0);
+  EXPECT_EQ(file.fd_calls, 0);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, ManyConcurrentStreams) {
+  Pair p(128);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 100; ++i)
+    ids.push_back(p.client.request("GET", "/s" + std::to_string(i)));
+  ASSERT_TRUE(p.pump());
+  for (int i = 0; i < 100; ++i) {
+    const ClientStream& cs = p.client.streams[ids[i]];
+    EXPECT_EQ(cs.status, 200) << i;
+    EXPECT_EQ(cs.body, "hello /s" + std::to_string(i));
+    EXPECT_TRUE(cs.closed);
+  }
+  EXPECT_EQ(p.handler.requests, 100);
+  EXPECT_EQ(p.handler.closed.size(), 100u);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  EXPECT_EQ(p.pool.totalAcquired(), 100u);
+  EXPECT_GT(p.pool.highWater(), 1u);
+  EXPECT_LE(p.pool.highWater(), 100u);
+  EXPECT_EQ(p.pool.refused(), 0u);
+}
+
+TEST(Session, PoolExhaustionRefusesStreamsAndConnectionLivesOn) {
+  Pair p(2);
+  std::vector<StreamRef> held;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    held.emplace_back(&s);
+  };
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(p.client.request("GET", "/x"));
+  ASSERT_TRUE(p.pump());
+  ASSERT_EQ(held.size(), 2u);
+  int refused = 0;
+  for (int32_t id : ids) {
+    const ClientStream& cs = p.client.streams[id];
+    if (cs.rst_received) {
+      EXPECT_EQ(cs.rst_error, NGHTTP2_REFUSED_STREAM);
+      EXPECT_EQ(cs.status, 0);
+      EXPECT_TRUE(cs.closed);
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 3);
+  EXPECT_EQ(p.client.goaway_frames, 0);
+  EXPECT_EQ(p.pool.refused(), 3u);
+  EXPECT_EQ(p.session->refusedStreams(), 3u);
+  EXPECT_EQ(p.pool.inUse(), 2u);
+  EXPECT_EQ(p.pool.highWater(), 2u);
+  EXPECT_EQ(p.handler.closed.size(), 0u);  // refused streams never reach the handler
+
+  // Finish the two held responses; the pool frees and new requests work.
+  for (StreamRef& r : held) {
+    EXPECT_EQ(r->appendBody("done"), SubmitResult::kOk);
+    EXPECT_EQ(r->endBody(), SubmitResult::kOk);
+  }
+  held.clear();
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  p.handler.respond = [](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::bytes("again")), SubmitResult::kOk);
+  };
+  const int32_t id = p.client.request("GET", "/again");
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].status, 200);
+  EXPECT_EQ(p.client.streams[id].body, "again");
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, HeaderListTooLargeResetsStreamOnly) {
+  SessionConfig cfg;
+  cfg.max_header_list_size = 8 * 1024;
+  Pair p(16, cfg);
+  std::vector<std::pair<std::string, std::string>> big;
+  for (int i = 0; i < 10; ++i)
+    big.emplace_back("x-big-" + std::to_string(i), std::string(1000, 'a'));
+  const int32_t bad = p.client.request("GET", "/big-headers", big);
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[bad];
+  EXPECT_TRUE(cs.rst_received);
+  EXPECT_EQ(cs.rst_error, NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_EQ(cs.status, 0);
+  EXPECT_EQ(p.client.rst_frames, 1);  // one RST, not a second INTERNAL_ERROR one
+  EXPECT_EQ(p.handler.requests, 0);
+  EXPECT_EQ(p.session->headerLimitResets(), 1u);
+  EXPECT_EQ(p.client.goaway_frames, 0);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  ASSERT_EQ(p.handler.closed.size(), 1u);
+
+  // HPACK state survived: a normal request on the same connection works.
+  const int32_t ok = p.client.request("GET", "/fine", {{"x-small", "1"}});
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[ok].status, 200);
+  EXPECT_EQ(p.client.streams[ok].body, "hello /fine");
+}
+
+TEST(Session, DefaultHeaderListLimitIs64KiB) {
+  Pair p(16, {}, {}, 0, 64 * 1024, 256 * 1024);
+  std::vector<std::pair<std::string, std::string>> big;
+  for (int i = 0; i < 7; ++i)
+    big.emplace_back("x-big-" + std::to_string(i), std::string(10000, 'b'));
+  const int32_t bad = p.client.request("GET", "/big", big);
+  big.pop_back();  // 6 x 10 KB: under the limit
+  const int32_t ok = p.client.request("GET", "/ok", big);
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(p.client.streams[bad].rst_received);
+  EXPECT_EQ(p.client.streams[ok].status, 200);
+  EXPECT_EQ(p.session->headerLimitResets(), 1u);
+}
+
+TEST(Session, TooManyHeaderFieldsResetsStreamOnly) {
+  Pair p;  // default max_header_fields = 128, pseudo-headers included
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 125; ++i)
+    many.emplace_back("x-f" + std::to_string(i), "v");
+  const int32_t bad = p.client.request("GET", "/many", many);  // 4 + 125 = 129
+  many.pop_back();
+  const int32_t ok = p.client.request("GET", "/limit", many);  // 128: allowed
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(p.client.streams[bad].rst_received);
+  EXPECT_EQ(p.client.streams[bad].rst_error, NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_EQ(p.client.streams[ok].status, 200);
+  EXPECT_EQ(p.handler.last_fields.size(), 124u);
+  EXPECT_EQ(p.session->headerLimitResets(), 1u);
+  EXPECT_EQ(p.client.goaway_frames, 0);
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, ClientResetOfFileResponseReturnsStreamAndFileRef) {
+  TempFile file(1024 * 1024);
+  Pair p;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, file.contents.size())),
+              SubmitResult::kOk);
+  };
+  const int32_t id2 = p.client.request("GET", "/big2");
+  // Deliver the request and let the server produce one buffer-full only.
+  const uint8_t* data = nullptr;
+  for (ssize_t n; (n = nghttp2_session_mem_send(p.client.get(), &data)) > 0;) {
+    ASSERT_EQ(p.session->receive(data, static_cast<size_t>(n)).status, SessionStatus::kOk);
+  }
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  EXPECT_EQ(file.refs, 1);
+  EXPECT_EQ(p.pool.inUse(), 1u);
+  p.client.reset(id2);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.pool.inUse(), 0u);
+  EXPECT_EQ(file.refs, 0);
+  ASSERT_FALSE(p.handler.closed.empty());
+  EXPECT_EQ(p.handler.closed.back(), std::make_pair(id2, uint32_t{NGHTTP2_CANCEL}));
+  EXPECT_LT(p.client.streams[id2].body.size(), file.contents.size());
+}
+
+TEST(Session, ClientResetWithAsyncHolder) {
+  Pair p;
+  StreamRef holder;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    holder = StreamRef(&s);
+  };
+  const int32_t id = p.client.request("GET", "/slow");
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->refCount(), 2u);
+  EXPECT_TRUE(holder->sessionHeld());
+  EXPECT_EQ(p.client.streams[id].status, 200);
+  EXPECT_EQ(holder->appendBody("part1"), SubmitResult::kOk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].body, "part1");
+
+  p.client.reset(id, NGHTTP2_CANCEL);
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(holder->closed());
+  EXPECT_FALSE(holder->sessionHeld());
+  EXPECT_EQ(holder->closeErrorCode(), uint32_t{NGHTTP2_CANCEL});
+  EXPECT_EQ(holder->refCount(), 1u);
+  EXPECT_EQ(p.pool.inUse(), 1u);  // the async holder keeps it
+  EXPECT_EQ(p.session->activeStreams(), 0u);
+  EXPECT_EQ(holder->appendBody("late"), SubmitResult::kClosed);
+  EXPECT_EQ(holder->endBody(), SubmitResult::kClosed);
+  EXPECT_EQ(holder->submitResponse(500, {}, ResponseBody::none()), SubmitResult::kClosed);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].body, "part1");
+  holder.reset();
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, DeferredStreamedBodyResumes) {
+  Pair p;
+  StreamRef holder;
+  p.handler.respond = [&](Stream& s, bool) {
+    static const Header kHeaders[] = {{"content-type", "text/event-stream"}};
+    EXPECT_EQ(s.submitResponse(200, kHeaders, ResponseBody::streamed()), SubmitResult::kOk);
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::none()), SubmitResult::kAlreadySubmitted);
+    holder = StreamRef(&s);
+  };
+  const int32_t id = p.client.request("GET", "/events");
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.status, 200);
+  EXPECT_EQ(cs.header("content-length"), nullptr);
+  EXPECT_TRUE(cs.body.empty());
+  EXPECT_FALSE(cs.closed);
+  EXPECT_FALSE(p.session->wantWrite());  // deferred: nothing to send
+
+  EXPECT_EQ(holder->appendBody("abc"), SubmitResult::kOk);
+  EXPECT_TRUE(p.session->wantWrite());
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(cs.body, "abc");
+  EXPECT_FALSE(cs.closed);
+
+  const std::string big(100000, 'z');  // several frames, past the 64 KiB window
+  EXPECT_EQ(holder->appendBody("def"), SubmitResult::kOk);
+  EXPECT_EQ(holder->appendBody(big), SubmitResult::kOk);
+  EXPECT_EQ(holder->endBody(), SubmitResult::kOk);
+  EXPECT_EQ(holder->appendBody("x"), SubmitResult::kBadState);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(cs.body, "abcdef" + big);
+  EXPECT_TRUE(cs.closed);
+  EXPECT_TRUE(cs.end_stream);
+  EXPECT_EQ(cs.close_error, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(holder->bufferedBody(), 0u);
+  holder.reset();
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, AsyncResponseSubmittedLater) {
+  Pair p;
+  StreamRef holder;
+  p.handler.respond = [&](Stream& s, bool) { holder = StreamRef(&s); };
+  const int32_t id = p.client.request("GET", "/later");
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].status, 0);
+  EXPECT_EQ(holder->submitResponse(404, {}, ResponseBody::bytes("not found")), SubmitResult::kOk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].status, 404);
+  EXPECT_EQ(p.client.streams[id].body, "not found");
+  EXPECT_TRUE(holder->closed());
+  holder.reset();
+  EXPECT_EQ(p.pool.inUse(), 0u);
+}
+
+TEST(Session, OutputBoundedWhenClientNeverReads) {
+  TempFile file(4 * 1024 * 1024);
+  const size_t high = 32 * 1024;
+  // Huge client windows: only the OutputBuffer bound can stop the server.
+  Pair p(16, {}, {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (1u << 31) - 1}}, (1 << 30), high);
+  p.handler.respond = [&](Stream& s, bool) {
+    if (s.path() == "/file") {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, file.contents.size())),
+                SubmitResult::kOk);
+    } else {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::bytes(std::string(40000, 'm'))),
+                SubmitResult::kOk);
+    }
+  };
+  const int32_t fid = p.client.request("GET", "/file");
+  std::vector<int32_t> mids;
+  for (int i = 0; i < 5; ++i)
+    mids.push_back(p.client.request("GET", "/mem"));
+  // Deliver the requests and the handshake, then produce without reading.
+  const uint8_t* data = nullptr;
+  for (ssize_t n; (n = nghttp2_session_mem_send(p.client.get(), &data)) > 0;) {
+    ASSERT_EQ(p.session->receive(data, static_cast<size_t>(n)).status, SessionStatus::kOk);
+  }
+  const size_t bound = high + 9 + 16384;
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  EXPECT_TRUE(p.out.aboveHigh());
+  EXPECT_LE(p.out.size(), bound);
+  const size_t stuck = p.out.size();
+  for (int i = 0; i < 100; ++i) {
+    const ProduceResult r = p.session->produce(p.out);
+    ASSERT_EQ(r.status, SessionStatus::kOk);
+    EXPECT_EQ(r.bytes, 0u);
+  }
+  EXPECT_EQ(p.out.size(), stuck);
+  EXPECT_TRUE(p.session->wantWrite());
+
+  // A slow reader: drain a little at a time (delivered to the client in
+  // order), produce again, and check the bound and the bytes at the end.
+  size_t steps = 0;
+  while (!p.out.empty() || p.session->wantWrite()) {
+    const size_t take = std::min<size_t>(p.out.size(), 7000);
+    const ssize_t n = nghttp2_session_mem_recv(p.client.get(), p.out.data(), take);
+    ASSERT_EQ(n, static_cast<ssize_t>(take));
+    p.out.consume(take);
+    ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+    ASSERT_LE(p.out.size(), bound);
+    ++steps;
+    ASSERT_LT(steps, 100000u);
+  }
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(p.client.streams[fid].body == file.contents);
+  for (int32_t id : mids)
+    EXPECT_EQ(p.client.streams[id].body, std::string(40000, 'm'));
+  EXPECT_LE(p.max_out, bound);
+  EXPECT_EQ(file.refs, 0);
+}
+
+// A zero-copy DATA frame that crosses the high watermark must end the
+// mem_send pass: a HEADERS frame queued by a callback during that pass (here
+// from onStreamClosed) would otherwise land on top of it and overflow.
+TEST(Session, NoFrameAfterDataCrossesHighWatermark) {
+  TempFile file(16384);
+  const size_t high = 32 * 1024;
+  Pair p(16, {}, {}, 0, high);
+  StreamRef later;
+  std::string big_value;
+  for (int i = 0; i < 20000; ++i)
+    big_value.push_back(static_cast<char>('!' + (i * 7919) % 90));
+  p.handler.respond = [&](Stream& s, bool) {
+    if (s.path() == "/later") {
+      later = StreamRef(&s);
+    } else {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, 16384)), SubmitResult::kOk);
+    }
+  };
+  const Header big_header[] = {{"x-big", big_value}};
+  p.handler.on_closed = [&](Stream& s, uint32_t) {
+    if (s.path() == "/file" && later) {
+      EXPECT_EQ(later->submitResponse(200, big_header, ResponseBody::none()), SubmitResult::kOk);
+    }
+  };
+  ASSERT_TRUE(p.pump());  // handshake
+  const int32_t lid = p.client.request("GET", "/later");
+  const int32_t fid = p.client.request("GET", "/file");
+  p.clientToServer();
+  ASSERT_TRUE(later);
+  // Pending output the "socket" has not taken yet: just under the watermark.
+  const size_t junk = high - 100;
+  ASSERT_TRUE(p.out.append(std::vector<uint8_t>(junk, 0)));
+  const ProduceResult r = p.session->produce(p.out);
+  ASSERT_EQ(r.status, SessionStatus::kOk) << p.session->lastError();
+  EXPECT_LE(p.out.size(), high + 9 + 16384);
+  EXPECT_TRUE(p.session->wantWrite());  // the big HEADERS waits for the next pass
+  p.out.consume(junk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[fid].body, file.contents);
+  EXPECT_EQ(p.client.streams[lid].status, 200);
+  ASSERT_NE(p.client.streams[lid].header("x-big"), nullptr);
+  EXPECT_EQ(*p.client.streams[lid].header("x-big"), big_value);
+  later.reset();
+}
+
+TEST(Session, DestroyedWithOpenStreamsReturnsThemToPool) {
+  StreamPool pool(8);
+  RecordingHandler handler;
+  StreamRef outside;
+  int writes_during_teardown = 0;
+  {
+    // Declared before the session: these references outlive its destruction.
+    std::vector<StreamRef> open;
+    Client client;
+    OutputBuffer out;
+    Session session(pool, handler);
+    int n = 0;
+    handler.respond = [&](Stream& s, bool) {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+      if (n++ == 0) outside = StreamRef(&s);
+      open.emplace_back(&s);
+    };
+    // During teardown every stream already reads as closed, including the
+    // ones not yet reported.
+    handler.on_closed = [&](Stream&, uint32_t) {
+      for (const StreamRef& o : open) {
+        EXPECT_TRUE(o->closed());
+        EXPECT_EQ(o->appendBody("x"), SubmitResult::kClosed);
+      }
+      ++writes_during_teardown;
+    };
+    for (int i = 0; i < 4; ++i)
+      client.request("GET", "/open");
+    const uint8_t* data = nullptr;
+    for (ssize_t k; (k = nghttp2_session_mem_send(client.get(), &data)) > 0;) {
+      ASSERT_EQ(session.receive(data, static_cast<size_t>(k)).status, SessionStatus::kOk);
+    }
+    ASSERT_EQ(session.produce(out).status, SessionStatus::kOk);
+    EXPECT_EQ(session.activeStreams(), 4u);
+    EXPECT_EQ(pool.inUse(), 4u);
+  }
+  // Session gone: the handler heard about every stream, one stays with its
+  // outside holder, closed.
+  ASSERT_EQ(handler.closed.size(), 4u);
+  for (const auto& c : handler.closed)
+    EXPECT_EQ(c.second, uint32_t{NGHTTP2_CANCEL});
+  EXPECT_EQ(writes_during_teardown, 4);
+  EXPECT_EQ(pool.inUse(), 1u);
+  ASSERT_TRUE(outside);
+  EXPECT_TRUE(outside->closed());
+  EXPECT_EQ(outside->appendBody("x"), SubmitResult::kClosed);
+  outside.reset();
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(Session, DestroyedWithFileResponsesInFlightDropsFileRefs) {
+  TempFile file(1024 * 1024);
+  StreamPool pool(8);
+  RecordingHandler handler;
+  handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, file.contents.size())),
+              SubmitResult::kOk);
+  };
+  {
+    Client client;
+    OutputBuffer out;
+    Session session(pool, handler);
+    for (int i = 0; i < 3; ++i)
+      client.request("GET", "/f");
+    const uint8_t* data = nullptr;
+    for (ssize_t k; (k = nghttp2_session_mem_send(client.get(), &data)) > 0;) {
+      ASSERT_EQ(session.receive(data, static_cast<size_t>(k)).status, SessionStatus::kOk);
+    }
+    ASSERT_EQ(session.produce(out).status, SessionStatus::kOk);
+    EXPECT_EQ(file.refs, 3);
+  }
+  EXPECT_EQ(file.refs, 0);
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(Session, BadClientMagicIsFatal) {
+  StreamPool pool(4);
+  RecordingHandler handler;
+  Session session(pool, handler);
+  const std::string http1 = "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+  const RecvResult r =
+      session.receive(reinterpret_cast<const uint8_t*>(http1.data()), http1.size());
+  EXPECT_EQ(r.status, SessionStatus::kFatal);
+  EXPECT_EQ(r.error, NGHTTP2_ERR_BAD_CLIENT_MAGIC);
+  EXPECT_EQ(session.lastErrorCode(), NGHTTP2_ERR_BAD_CLIENT_MAGIC);
+  EXPECT_NE(session.lastError().find("magic"), std::string::npos) << session.lastError();
+  // Sticky: the connection is done.
+  OutputBuffer out;
+  EXPECT_EQ(session.produce(out).status, SessionStatus::kFatal);
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(Session, FileReadErrorResetsStreamNotConnection) {
+  TempFile file(100000);
+  file.breakFd();  // pread on -1 fails with EBADF
+  Pair p;
+  p.handler.respond = [&](Stream& s, bool) {
+    if (s.path() == "/broken") {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, 100000)), SubmitResult::kOk);
+    } else {
+      EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::bytes("ok")), SubmitResult::kOk);
+    }
+  };
+  const int32_t bad = p.client.request("GET", "/broken");
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[bad].status, 200);
+  EXPECT_TRUE(p.client.streams[bad].rst_received);
+  EXPECT_EQ(p.client.streams[bad].rst_error, NGHTTP2_INTERNAL_ERROR);
+  EXPECT_EQ(p.session->fileErrors(), 1u);
+  EXPECT_EQ(file.refs, 0);
+  const int32_t ok = p.client.request("GET", "/ok");
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[ok].body, "ok");
+  EXPECT_EQ(p.client.goaway_frames, 0);
+}
+
+TEST(Session, GracefulShutdownThenFinished) {
+  Pair p;
+  StreamRef holder;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    holder = StreamRef(&s);
+  };
+  const int32_t id = p.client.request("GET", "/a");
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(p.session->shutdownNotice());
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_EQ(p.client.goaway_last_stream_id, (1u << 31) - 1);
+  ASSERT_TRUE(p.session->goaway(NGHTTP2_NO_ERROR));
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 2);
+  EXPECT_EQ(p.client.goaway_last_stream_id, id);
+  EXPECT_FALSE(p.session->finished());  // the in-flight stream may finish
+  EXPECT_EQ(holder->appendBody("bye"), SubmitResult::kOk);
+  EXPECT_EQ(holder->endBody(), SubmitResult::kOk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].body, "bye");
+  EXPECT_EQ(p.client.streams[id].close_error, NGHTTP2_NO_ERROR);
+  EXPECT_TRUE(p.session->finished());
+  holder.reset();
+}
+
+TEST(Session, TerminateSendsGoawayAndFinishes) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(p.session->terminate(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_TRUE(p.session->wantWrite());
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_TRUE(p.session->finished());
+}
+
+TEST(Session, RapidResetFloodTerminatesConnection) {
+  SessionConfig cfg;
+  cfg.stream_reset_burst = 5;
+  cfg.stream_reset_rate = 1;
+  Pair p(64, cfg);
+  p.handler.respond = [](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+  };
+  ASSERT_TRUE(p.pump());
+  // Each HEADERS must reach the server before its RST (nghttp2 drops both
+  // if the RST is queued first).
+  for (int i = 0; i < 20 && p.client.goaway_frames == 0; ++i) {
+    const int32_t id = p.client.request("GET", "/r");
+    p.clientToServer();
+    p.client.reset(id);
+    ASSERT_TRUE(p.pump());
+  }
+  EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_TRUE(p.session->finished());
+}
+
+}  // namespace
+}  // namespace h2loop::h2::test
