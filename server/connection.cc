@@ -1,0 +1,519 @@
+#include "server/connection.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <ctime>
+
+#include "server/socket_util.h"
+#include "server/worker.h"
+
+namespace h2loop::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Reads per readiness event before giving other connections a turn.
+constexpr int kReadBudget = 8;
+// produce+flush rounds per event (each up to the high watermark).
+constexpr int kWriteBudget = 8;
+
+// Stream::user() of a stream that reached onRequest() without an access log
+// record: it was counted in streams_active and must be uncounted once.
+char kCountedStream;
+
+// HTTP/1.1 clients on an h2c (prior knowledge) port get a readable answer.
+constexpr std::string_view kHttp1Reply =
+    "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+    "content-type: text/plain\r\ncontent-length: 54\r\nconnection: close\r\n\r\n"
+    "This server speaks HTTP/2 only (h2c prior knowledge).\n";
+
+struct RequestLog {
+  int status = 0;
+  uint64_t bytes = 0;
+  ev::Clock::time_point start;
+};
+
+int64_t wallMillis() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+Connection::Connection(Worker& worker, int fd, std::unique_ptr<Transport> transport)
+    : worker_(worker),
+      fd_(fd),
+      transport_(std::move(transport)),
+      out_(worker.config().output_high_watermark, worker.config().output_low_watermark) {
+  accepted_at_ = worker_.loop().now();
+  last_activity_ = accepted_at_;
+}
+
+// The single final destruction. Every close reason ends here, exactly once.
+// Each resource is freed under its own check; nothing returns early.
+Connection::~Connection() {
+  // Streams first: the session calls onStreamClosed for each, which needs the
+  // worker's counters (alive) and this connection's members (declared before).
+  session_.reset();
+  worker_.publishPoolGauges();
+  timer_.reset();
+  if (watch_) watch_->close();
+  watch_.reset();
+  transport_.reset();  // frees the SSL object; makes no syscall on the fd
+  if (fd_ >= 0 && !fd_gone_) {
+    if (abortive_) (void)setLingerZero(fd_);
+    ::close(fd_);
+  }
+  fd_ = -1;
+  worker_.counters().output_buffered_bytes.add(-static_cast<int64_t>(reported_buffered_));
+  worker_.connectionDestroyed(this);
+}
+
+void Connection::start() {
+  watch_ = worker_.loop().watch(fd_, ev::kRead, [this](uint32_t ready) { onEvent(ready); });
+  timer_ = worker_.loop().timer([this] { onTimer(); });
+  if (watch_->registrationError() != 0) {
+    spdlog::warn("connection fd {}: cannot watch: {}", fd_,
+                 errnoString(watch_->registrationError()));
+    close(CloseReason::kIoError, true);
+    return;
+  }
+  armTimer();
+  handshakeStep();
+}
+
+void Connection::close(CloseReason reason, bool abortive) {
+  if (state_ == State::kClosed) return;
+  const State was = state_;
+  state_ = State::kClosed;
+  abortive_ = abortive;
+  worker_.counters().closed[static_cast<size_t>(reason)].add(1);
+  const ev::DetachOutcome outcome = watch_ ? watch_->close() : ev::DetachOutcome::kFdInvalid;
+  // The fd vanished under us (closed elsewhere, maybe reused): never close
+  // that number again. Final destruction goes on regardless.
+  if (outcome == ev::DetachOutcome::kFdGone) fd_gone_ = true;
+  if (timer_) timer_->cancel();
+  const std::string_view why = transport_ ? transport_->failureReason() : std::string_view{};
+  if (reason == CloseReason::kCompleted || reason == CloseReason::kPeerEof ||
+      reason == CloseReason::kPeerReset || reason == CloseReason::kShutdown ||
+      reason == CloseReason::kIdleTimeout || reason == CloseReason::kLimit) {
+    spdlog::debug("connection fd {} closed: {} (state {}, watch {})", fd_, toString(reason),
+                  static_cast<int>(was), ev::toString(outcome));
+  } else {
+    spdlog::info("connection fd {} closed: {}{}{} (watch {})", fd_, toString(reason),
+                 why.empty() ? "" : ": ", why, ev::toString(outcome));
+  }
+  worker_.loop().deferredDelete(std::unique_ptr<ev::DeferredDeletable>(this));
+}
+
+void Connection::drain() {
+  if (state_ == State::kHandshake) {
+    close(CloseReason::kShutdown, false);
+    return;
+  }
+  if (state_ != State::kActive || !session_) return;
+  state_ = State::kDraining;
+  (void)session_->shutdownNotice();
+  writeOutput();
+  if (!open()) return;
+  // The final GOAWAY about one round trip later, via the timer.
+  timer_->arm(worker_.config().goaway_delay);
+}
+
+void Connection::armTimer() {
+  const ServerConfig& cfg = worker_.config();
+  ev::Duration d;
+  switch (state_) {
+    case State::kHandshake:
+      d = cfg.handshake_timeout;
+      break;
+    case State::kLingering:
+      d = cfg.linger_timeout;
+      break;
+    default:
+      d = out_.empty() ? ev::Duration(cfg.idle_timeout) : ev::Duration(cfg.write_timeout);
+      break;
+  }
+  timer_->arm(d);
+}
+
+// Lazy timeouts: activity only moves last_activity_; the timer re-arms
+// itself for the remainder when it finds the deadline moved.
+void Connection::onTimer() {
+  const ServerConfig& cfg = worker_.config();
+  const auto now = worker_.loop().now();
+  switch (state_) {
+    case State::kHandshake:
+      close(CloseReason::kHandshakeTimeout, true);
+      return;
+    case State::kLingering:
+      close(CloseReason::kCompleted, false);
+      return;
+    case State::kDraining:
+      if (!goaway_sent_) {
+        goaway_sent_ = true;
+        (void)session_->goaway(NGHTTP2_NO_ERROR);
+        writeOutput();
+        if (open()) afterIo();
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  if (!open()) return;
+  const bool writing = !out_.empty();
+  const ev::Duration limit =
+      writing ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
+  const auto deadline = last_activity_ + limit;
+  if (now < deadline) {
+    timer_->arm(deadline - now);
+    return;
+  }
+  if (writing) {
+    close(CloseReason::kWriteTimeout, true);
+    return;
+  }
+  // Idle: GOAWAY first, then a graceful close once it is flushed.
+  if (session_ && !goaway_sent_) {
+    goaway_sent_ = true;
+    state_ = State::kDraining;
+    (void)session_->goaway(NGHTTP2_NO_ERROR);
+    writeOutput();
+    if (!open()) return;
+    if (session_->activeStreams() == 0) {
+      beginLingeringClose();
+      return;
+    }
+    timer_->arm(cfg.write_timeout);
+    return;
+  }
+  close(CloseReason::kIdleTimeout, true);
+}
+
+void Connection::onEvent(uint32_t ready) {
+  switch (state_) {
+    case State::kHandshake:
+      handshakeStep();
+      return;
+    case State::kLingering:
+      lingerRead();
+      return;
+    case State::kClosed:
+      return;
+    default:
+      break;
+  }
+  // A TLS read may have blocked on writability (and a write on readability):
+  // retry reading on either readiness then.
+  const bool read_blocked_on_write = transport_->isTls() && (ready & ev::kWrite) &&
+                                     hasInterest(transport_->pendingInterest(), Interest::kWrite);
+  if ((ready & ev::kWrite) && !flush()) return;
+  if (!read_paused_ &&
+      ((ready & (ev::kRead | ev::kHangup | ev::kError)) || read_blocked_on_write)) {
+    readInput();
+    if (!open()) return;
+  }
+  // Paused with an error pending: the write attempt below reports it.
+  writeOutput();
+  if (open()) afterIo();
+}
+
+void Connection::handshakeStep() {
+  const HandshakeStatus hs = transport_->handshake();
+  switch (hs) {
+    case HandshakeStatus::kDone:
+      startSession();
+      return;
+    case HandshakeStatus::kWantRead:
+      (void)watch_->setInterest(ev::kRead);
+      return;
+    case HandshakeStatus::kWantWrite:
+      (void)watch_->setInterest(ev::kWrite);
+      return;
+    case HandshakeStatus::kFailed: {
+      const IoStatus st = transport_->failureStatus();
+      close(st == IoStatus::kReset ? CloseReason::kPeerReset
+            : st == IoStatus::kEof ? CloseReason::kPeerEof
+                                   : CloseReason::kTlsError,
+            st != IoStatus::kEof);
+      return;
+    }
+  }
+}
+
+void Connection::startSession() {
+  h2::SessionHandler& handler = *this;
+  session_ = std::make_unique<h2::Session>(worker_.pool(), handler, worker_.config().session);
+  if (!session_->valid()) {
+    spdlog::error("connection fd {}: cannot create session: {}", fd_, session_->lastError());
+    close(CloseReason::kIoError, true);
+    return;
+  }
+  state_ = State::kActive;
+  last_activity_ = worker_.loop().now();
+  armTimer();
+  // The server preface (SETTINGS) goes out at once; input may already be
+  // buffered inside TLS from the handshake's last read.
+  readInput();
+  if (!open()) return;
+  writeOutput();
+  if (open()) afterIo();
+}
+
+void Connection::readInput() {
+  uint8_t* buf = worker_.readBuffer();
+  for (int i = 0; i < kReadBudget && !read_paused_; ++i) {
+    IoResult r = transport_->read(buf, Worker::kReadBufferSize);
+    if (r.status == IoStatus::kWouldBlock) return;
+    if (r.status != IoStatus::kOk) {
+      closeOnIo(r.status, "read");
+      return;
+    }
+    last_activity_ = worker_.loop().now();
+    const h2::RecvResult rr = session_->receive(buf, r.bytes);
+    if (rr.status != h2::SessionStatus::kOk) {
+      // Frame-level protocol errors do not come here: nghttp2 queues a GOAWAY
+      // for them and the session finishes normally. What does come here
+      // (flood, bad preface, callback failure) closes at once.
+      spdlog::info("connection fd {}: HTTP/2 error: {}", fd_, session_->lastError());
+      const std::string_view input(reinterpret_cast<const char*>(buf), r.bytes);
+      if (rr.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC &&
+          input.find(" HTTP/1.") != std::string_view::npos) {
+        // A FIN after the reply, not a RST that could destroy it in flight.
+        out_.consume(out_.size());
+        if (out_.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size()) &&
+            flush() && out_.empty()) {
+          transport_->shutdownWrite();
+          close(CloseReason::kProtocolError, false);
+          return;
+        }
+      }
+      if (!open()) return;
+      close(CloseReason::kProtocolError, true);
+      return;
+    }
+    if (out_.aboveHigh()) return;
+    if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) return;
+  }
+}
+
+void Connection::writeOutput() {
+  for (int round = 0; round < kWriteBudget; ++round) {
+    if (!out_.aboveHigh()) {
+      const h2::ProduceResult pr = session_->produce(out_);
+      if (pr.status != h2::SessionStatus::kOk) {
+        spdlog::info("connection fd {}: HTTP/2 error while sending: {}", fd_,
+                     session_->lastError());
+        close(CloseReason::kProtocolError, true);
+        return;
+      }
+    }
+    if (out_.empty()) break;
+    const size_t before = out_.size();
+    if (!flush()) return;
+    if (!out_.empty() || out_.size() == before) break;  // socket full
+  }
+  noteBuffered();
+}
+
+bool Connection::flush() {
+  while (!out_.empty()) {
+    IoResult r = transport_->write(out_.data(), out_.size());
+    if (r.status == IoStatus::kOk) {
+      out_.consume(r.bytes);
+      last_activity_ = worker_.loop().now();
+      continue;
+    }
+    if (r.status == IoStatus::kWouldBlock) break;
+    closeOnIo(r.status, "write");
+    return false;
+  }
+  noteBuffered();
+  return true;
+}
+
+void Connection::noteBuffered() {
+  const size_t now = out_.size();
+  if (now != reported_buffered_) {
+    worker_.counters().output_buffered_bytes.add(static_cast<int64_t>(now) -
+                                                 static_cast<int64_t>(reported_buffered_));
+    reported_buffered_ = now;
+  }
+}
+
+void Connection::afterIo() {
+  // Backpressure with hysteresis: stop reading above the high watermark,
+  // resume below the low one.
+  if (out_.aboveHigh()) {
+    read_paused_ = true;
+  } else if (read_paused_ && out_.belowLow()) {
+    read_paused_ = false;
+  }
+  if (session_->finished() && out_.empty()) {
+    beginLingeringClose();
+    return;
+  }
+  if (state_ == State::kDraining && goaway_sent_ && session_->activeStreams() == 0 &&
+      out_.empty() && !session_->wantWrite()) {
+    beginLingeringClose();
+    return;
+  }
+  if (out_.empty()) {
+    (void)out_.releaseIfEmpty();
+    if (session_->activeStreams() == 0) transport_->releaseIdleBuffers();
+  }
+  updateInterest();
+}
+
+void Connection::updateInterest() {
+  uint32_t interest = read_paused_ ? uint32_t{ev::kNone} : uint32_t{ev::kRead};
+  if (!out_.empty() || session_->wantWrite()) interest |= ev::kWrite;
+  const Interest blocked = transport_->pendingInterest();
+  if (hasInterest(blocked, Interest::kRead)) interest |= ev::kRead;
+  if (hasInterest(blocked, Interest::kWrite)) interest |= ev::kWrite;
+  if (watch_->setInterest(interest) != 0) {
+    close(CloseReason::kIoError, true);
+    return;
+  }
+  if (!timer_->armed()) armTimer();
+}
+
+void Connection::closeOnIo(IoStatus status, std::string_view what) {
+  switch (status) {
+    case IoStatus::kEof:
+      close(CloseReason::kPeerEof, false);
+      return;
+    case IoStatus::kReset:
+      close(CloseReason::kPeerReset, false);
+      return;
+    default:
+      spdlog::debug("connection fd {}: {} failed: {}", fd_, what, transport_->failureReason());
+      close(transport_->isTls() ? CloseReason::kTlsError : CloseReason::kIoError, true);
+      return;
+  }
+}
+
+// Graceful end: everything is sent; half-close our side and let the client
+// close first (it then holds the TIME_WAIT), for at most linger_timeout.
+void Connection::beginLingeringClose() {
+  if (state_ == State::kLingering || !open()) return;
+  state_ = State::kLingering;
+  transport_->shutdownWrite();
+  if (watch_->setInterest(ev::kRead) != 0) {
+    close(CloseReason::kIoError, true);
+    return;
+  }
+  timer_->arm(worker_.config().linger_timeout);
+}
+
+void Connection::lingerRead() {
+  uint8_t* buf = worker_.readBuffer();
+  for (int i = 0; i < kReadBudget; ++i) {
+    IoResult r = transport_->read(buf, Worker::kReadBufferSize);
+    if (r.status == IoStatus::kOk) continue;  // discarded
+    if (r.status == IoStatus::kWouldBlock) return;
+    close(CloseReason::kCompleted, r.status != IoStatus::kEof);
+    return;
+  }
+}
+
+// ---- requests ----------------------------------------------------------------
+
+void Connection::onRequest(h2::Stream& stream, bool /*end_stream*/) {
+  WorkerCounters& c = worker_.counters();
+  c.requests_total.add(1);
+  c.streams_active.add(1);
+  worker_.publishPoolGauges();
+  if (worker_.config().access_log) {
+    auto* log = new RequestLog;
+    log->start = worker_.loop().now();
+    stream.setUser(log);
+  } else {
+    stream.setUser(&kCountedStream);
+  }
+  const std::string& metrics = worker_.config().metrics_path;
+  if (!metrics.empty() && stream.path() == metrics &&
+      (stream.method() == "GET" || stream.method() == "HEAD")) {
+    serveMetrics(stream);
+  } else {
+    serveStatic(stream);
+  }
+}
+
+void Connection::onStreamClosed(h2::Stream& stream, uint32_t error_code) {
+  void* user = stream.user();
+  if (user == nullptr) return;  // reset before its headers completed: never counted
+  worker_.counters().streams_active.add(-1);
+  stream.setUser(nullptr);
+  if (user != &kCountedStream) {
+    auto* log = static_cast<RequestLog*>(user);
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - log->start);
+    spdlog::info("access: {} {} {} {} {}us stream={} err={}", stream.method(), stream.path(),
+                 log->status, log->bytes, us.count(), stream.id(), error_code);
+    delete log;
+  }
+}
+
+void Connection::serveStatic(h2::Stream& stream) {
+  auto header = [&](std::string_view name) -> std::string_view {
+    const h2::HeaderField* f = stream.findHeader(name);
+    return f ? std::string_view(f->value) : std::string_view{};
+  };
+  StaticResponse resp =
+      worker_.files().handle(stream.method(), stream.path(), header("if-none-match"),
+                             header("if-modified-since"), wallMillis());
+  std::array<h2::Header, 8> headers;
+  size_t n = 0;
+  headers[n++] = {"server", "h2loop"};
+  headers[n++] = {"date", worker_.httpDate()};
+  if (!resp.content_type.empty()) headers[n++] = {"content-type", resp.content_type};
+  if (!resp.etag.view().empty()) headers[n++] = {"etag", resp.etag.view()};
+  if (!resp.last_modified.view().empty())
+    headers[n++] = {"last-modified", resp.last_modified.view()};
+  if (resp.allow_header) headers[n++] = {"allow", kAllowedMethods};
+
+  h2::ResponseBody body = h2::ResponseBody::none();
+  if (resp.file) {
+    body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
+                                  static_cast<uint64_t>(resp.content_length));
+  } else if (!resp.body.empty()) {
+    body = h2::ResponseBody::bytes(resp.body);
+  } else if (resp.content_length >= 0 && resp.status == 200) {
+    // HEAD or an empty file: headers only, with the real length.
+    static thread_local char len[24];
+    const int w =
+        std::snprintf(len, sizeof len, "%lld", static_cast<long long>(resp.content_length));
+    headers[n++] = {"content-length", std::string_view(len, static_cast<size_t>(w))};
+  }
+  if (stream.user() != &kCountedStream) {
+    auto* log = static_cast<RequestLog*>(stream.user());
+    log->status = resp.status;
+    log->bytes = resp.content_length > 0 ? static_cast<uint64_t>(resp.content_length) : 0;
+  }
+  const h2::SubmitResult r = stream.submitResponse(resp.status, {headers.data(), n}, body);
+  if (r != h2::SubmitResult::kOk) {
+    spdlog::warn("stream {}: cannot submit response ({})", stream.id(), static_cast<int>(r));
+  }
+}
+
+void Connection::serveMetrics(h2::Stream& stream) {
+  const std::string text = worker_.metricsText();
+  const std::array<h2::Header, 3> headers{
+      {{"server", "h2loop"},
+       {"content-type", "text/plain; version=0.0.4; charset=utf-8"},
+       {"cache-control", "no-store"}}};
+  if (stream.user() != &kCountedStream) {
+    auto* log = static_cast<RequestLog*>(stream.user());
+    log->status = 200;
+    log->bytes = text.size();
+  }
+  (void)stream.submitResponse(200, headers, h2::ResponseBody::bytes(text));
+}
+
+}  // namespace h2loop::server

@@ -1,0 +1,103 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "eventloop/loop.h"
+#include "h2/output_buffer.h"
+#include "h2/session.h"
+#include "server/counters.h"
+#include "server/transport.h"
+
+namespace h2loop::server {
+
+class Worker;
+
+// One accepted client connection, from accept to final destruction, on the
+// loop of the worker that accepted it (nothing of it is touched elsewhere).
+//
+// States: handshake -> active -> draining (GOAWAY sent) -> lingering (our
+// side half-closed, waiting for the client's FIN, bounded) -> closed.
+//
+// Every exit calls close(reason): idempotent, logs the reason once, detaches
+// the watch whatever state the fd is in, and hands the connection to the
+// loop's deferred deletion. The destructor is the single final destruction:
+// it releases every stream (Session), frees TLS (Transport), closes the fd
+// unless it had already vanished, and returns the connection's slot. No path
+// skips it: close() has no early return after the state check.
+class Connection final : public ev::DeferredDeletable, private h2::SessionHandler {
+ public:
+  enum class State : uint8_t { kHandshake, kActive, kDraining, kLingering, kClosed };
+
+  // Takes ownership of `fd` and `transport` (which wraps the same fd).
+  Connection(Worker& worker, int fd, std::unique_ptr<Transport> transport);
+  ~Connection() override;
+
+  // Registers with the loop and starts the handshake. Returns false if the
+  // connection closed at once (the loop deletes it).
+  void start();
+
+  // Ends the connection now; `abortive` sends RST (SO_LINGER 0) instead of
+  // FIN, for errors, limits and timeouts. Safe to call from anywhere on the
+  // loop thread, any number of times.
+  void close(CloseReason reason, bool abortive);
+
+  // Server shutdown: shutdown notice, then GOAWAY with the last processed
+  // stream after `goaway_delay`; in-flight streams finish; then a graceful
+  // close. The worker closes what remains when its drain timeout expires.
+  void drain();
+
+  [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] size_t bufferedBytes() const { return out_.size(); }
+
+  // Intrusive list of the worker's connections.
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+
+ private:
+  // h2::SessionHandler
+  void onRequest(h2::Stream& stream, bool end_stream) override;
+  void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
+
+  void onEvent(uint32_t ready);
+  void onTimer();
+  void handshakeStep();
+  void startSession();
+  // Reads what is available (bounded per event) into the session.
+  void readInput();
+  // Produces and writes until the socket or the watermark stops it.
+  void writeOutput();
+  // Flushes out_ once; returns false when the connection was closed.
+  bool flush();
+  void afterIo();
+  void updateInterest();
+  void beginLingeringClose();
+  void lingerRead();
+  void noteBuffered();
+  void armTimer();
+  [[nodiscard]] bool open() const { return state_ != State::kClosed; }
+  void closeOnIo(IoStatus status, std::string_view what);
+  void serveStatic(h2::Stream& stream);
+  void serveMetrics(h2::Stream& stream);
+
+  Worker& worker_;
+  int fd_;
+  State state_ = State::kHandshake;
+  bool abortive_ = false;
+  bool fd_gone_ = false;
+  bool read_paused_ = false;  // output above high watermark: no more input
+  bool goaway_sent_ = false;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<ev::IoWatch> watch_;
+  std::unique_ptr<ev::Timer> timer_;
+  ev::Clock::time_point last_activity_;
+  ev::Clock::time_point accepted_at_;
+  h2::OutputBuffer out_;
+  size_t reported_buffered_ = 0;
+  // Declared last: destroyed first, while everything its onStreamClosed
+  // callbacks touch is still alive.
+  std::unique_ptr<h2::Session> session_;
+};
+
+}  // namespace h2loop::server

@@ -1,0 +1,35 @@
+#include "server/counters.h"
+
+namespace h2loop::server {
+
+std::string_view toString(CloseReason r) {
+  switch (r) {
+    case CloseReason::kCompleted:
+      return "completed";
+    case CloseReason::kPeerEof:
+      return "peer_eof";
+    case CloseReason::kPeerReset:
+      return "peer_reset";
+    case CloseReason::kTlsError:
+      return "tls_error";
+    case CloseReason::kProtocolError:
+      return "protocol_error";
+    case CloseReason::kHandshakeTimeout:
+      return "handshake_timeout";
+    case CloseReason::kIdleTimeout:
+      return "idle_timeout";
+    case CloseReason::kWriteTimeout:
+      return "write_timeout";
+    case CloseReason::kLimit:
+      return "limit";
+    case CloseReason::kShutdown:
+      return "shutdown";
+    case CloseReason::kIoError:
+      return "io_error";
+    case CloseReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+}  // namespace h2loop::server

@@ -1,0 +1,85 @@
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "server/socket_util.h"
+#include "server/tls_context.h"
+
+namespace h2loop::server {
+
+Server::Server(ServerConfig config) : config_(std::move(config)) {
+  if (config_.listen.empty()) throw std::runtime_error("no --listen address given");
+  if (config_.workers == 0) throw std::runtime_error("--workers must be at least 1");
+  if (config_.cert.empty() != config_.key.empty()) {
+    throw std::runtime_error("--cert and --key go together (neither: h2c)");
+  }
+  if (!config_.cert.empty()) {
+    TlsOptions opts;
+    opts.cert_file = config_.cert;
+    opts.key_file = config_.key;
+    opts.tls13_ciphersuites = config_.tls13_ciphers;
+    tls_ = std::make_unique<TlsContext>(opts);
+  }
+  shared_.config = &config_;
+  shared_.tls = tls_.get();
+
+  // Listeners for every worker, made here so that "address in use" is a
+  // start-up error. One worker: no SO_REUSEPORT, so a second server on the
+  // same port fails loudly instead of silently sharing it.
+  const bool reuse_port = config_.workers > 1;
+  std::vector<std::vector<int>> fds(config_.workers);
+  auto close_all = [&] {
+    for (auto& v : fds)
+      for (int fd : v)
+        ::close(fd);
+  };
+  for (const ListenAddress& addr : config_.listen) {
+    uint16_t port = addr.port;
+    for (unsigned w = 0; w < config_.workers; ++w) {
+      ListenerResult l = makeListener(addr.host, port, reuse_port);
+      if (!l.ok()) {
+        close_all();
+        throw std::runtime_error(l.error);
+      }
+      if (port == 0) port = localPort(l.fd).value_or(0);
+      fds[w].push_back(l.fd);
+    }
+    ports_.push_back(port);
+  }
+  try {
+    for (unsigned w = 0; w < config_.workers; ++w) {
+      workers_.push_back(std::make_unique<Worker>(shared_, w, fds[w]));
+      fds[w].clear();
+    }
+  } catch (...) {
+    close_all();
+    throw;
+  }
+  for (auto& w : workers_)
+    shared_.workers.push_back(w.get());
+}
+
+Server::~Server() {
+  shutdown();
+  wait();
+}
+
+void Server::start() {
+  for (auto& w : workers_)
+    w->start();
+}
+
+void Server::shutdown() {
+  for (auto& w : workers_)
+    w->requestShutdown();
+}
+
+void Server::wait() {
+  for (auto& w : workers_)
+    w->join();
+}
+
+}  // namespace h2loop::server

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "server/transport.h"
+
+namespace h2loop::server {
+
+// Small socket helpers. None of them throws; none of them logs.
+
+// Each returns false on failure and leaves errno set.
+[[nodiscard]] bool setNonBlocking(int fd);
+[[nodiscard]] bool setNoDelay(int fd);
+// SO_LINGER {1, 0}: the next close() sends RST and leaves no TIME_WAIT. For abortive closes only.
+[[nodiscard]] bool setLingerZero(int fd);
+
+// The transport's errno classification (see IoStatus): EAGAIN/EWOULDBLOCK -> kWouldBlock;
+// ECONNRESET/EPIPE/ETIMEDOUT/ENOTCONN/ECONNABORTED/EHOSTUNREACH/ENETUNREACH -> kReset;
+// everything else (EBADF, ...) -> kError. EINTR is not expected here: callers retry it.
+[[nodiscard]] IoStatus classifyErrno(int err);
+
+// strerror_r, thread-safe.
+[[nodiscard]] std::string errnoString(int err);
+
+struct [[nodiscard]] ListenerResult {
+  int fd = -1;        // non-blocking, close-on-exec listening socket; the caller owns it
+  std::string error;  // one line, e.g. "cannot listen on 127.0.0.1:8443: bind: Address already
+                      // in use"; empty on success
+  [[nodiscard]] bool ok() const { return fd >= 0; }
+};
+
+// Creates a listening TCP socket. `host` is an IPv4 literal, an IPv6 literal (brackets optional),
+// "localhost" (= 127.0.0.1), or "" / "*" (= 0.0.0.0). No name resolution. port 0 = ephemeral
+// (see localPort()). SO_REUSEADDR always; SO_REUSEPORT when `reuse_port` (one listener per
+// worker); IPv6 sockets keep the system's V6ONLY default.
+ListenerResult makeListener(std::string_view host, uint16_t port, bool reuse_port,
+                            int backlog = 511);
+
+// The local port a socket is bound to, or nullopt on error.
+[[nodiscard]] std::optional<uint16_t> localPort(int fd);
+
+struct [[nodiscard]] HostPortResult {
+  std::string host;  // without brackets; may be empty ("" / ":8443" means any address)
+  uint16_t port = 0;
+  std::string error;  // empty on success
+  [[nodiscard]] bool ok() const { return error.empty(); }
+};
+
+// "127.0.0.1:8443", "[::1]:8443", "localhost:8443", ":8443". An IPv6 host must be bracketed.
+HostPortResult parseHostPort(std::string_view text);
+
+}  // namespace h2loop::server

@@ -1,0 +1,158 @@
+#include "server/tls_context.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "server/socket_util.h"
+#include "server/tls_transport.h"
+
+namespace h2loop::server {
+
+namespace {
+
+constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+
+// "h2c, http/1.1" from a wire-format ALPN list.
+std::string describeAlpnList(const unsigned char* in, unsigned int inlen) {
+  std::string out;
+  unsigned int i = 0;
+  while (i < inlen) {
+    unsigned int n = in[i++];
+    if (n > inlen - i) break;
+    if (!out.empty()) out += ", ";
+    out.append(reinterpret_cast<const char*>(in + i), n);
+    i += n;
+  }
+  return out.empty() ? std::string("nothing") : out;
+}
+
+int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+               unsigned int inlen, void* /*arg*/) {
+  unsigned char* selected = nullptr;
+  unsigned char selected_len = 0;
+  if (SSL_select_next_proto(&selected, &selected_len, kAlpnH2, sizeof kAlpnH2, in, inlen) ==
+      OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    *outlen = selected_len;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  TlsTransport::noteHandshakeFailure(
+      ssl, "no ALPN h2 offered (client offered: " + describeAlpnList(in, inlen) + ")");
+  // OpenSSL turns this into a fatal no_application_protocol alert.
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+// Runs before ALPN selection: the ALPN callback is not called at all when the client sends no
+// ALPN extension, and we would rather refuse such a client during the handshake than complete it
+// and then drop the connection (the client would see a hang or a confusing error).
+int onClientHello(SSL* ssl, int* alert, void* arg) {
+  const auto* options = static_cast<const TlsOptions*>(arg);
+  const unsigned char* ext = nullptr;
+  size_t ext_len = 0;
+  if (options->allow_missing_alpn ||
+      SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                &ext_len) == 1) {
+    return SSL_CLIENT_HELLO_SUCCESS;
+  }
+  TlsTransport::noteHandshakeFailure(ssl, "no ALPN h2 offered (client sent no ALPN extension)");
+  *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
+  return SSL_CLIENT_HELLO_ERROR;
+}
+
+// The reasons on the thread's error queue, oldest first, "; "-joined; clears the queue.
+std::string drainOpensslErrors() {
+  std::string out;
+  unsigned long e = 0;
+  while ((e = ERR_get_error()) != 0) {
+    std::string reason;
+    if (ERR_SYSTEM_ERROR(e)) {
+      reason = errnoString(ERR_GET_REASON(e));
+    } else if (const char* r = ERR_reason_error_string(e); r != nullptr) {
+      reason = r;
+    } else {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      reason = buf;
+    }
+    // "system lib", "PEM lib": markers of where an error passed through, not reasons.
+    const bool marker = reason.size() > 4 && reason.compare(reason.size() - 4, 4, " lib") == 0;
+    if (marker || out.find(reason) != std::string::npos) continue;
+    if (!out.empty()) out += "; ";
+    out += reason;
+  }
+  return out.empty() ? std::string("unknown OpenSSL error") : out;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + drainOpensslErrors());
+}
+
+}  // namespace
+
+void TlsContext::CtxDeleter::operator()(SSL_CTX* ctx) const {
+  SSL_CTX_free(ctx);
+}
+
+TlsContext::TlsContext(const TlsOptions& options)
+    : options_(std::make_unique<TlsOptions>(options)) {
+  ERR_clear_error();
+  ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  if (!ctx_) fail("TLS: SSL_CTX_new failed");
+  SSL_CTX* ctx = ctx_.get();
+
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+    fail("TLS: cannot set minimum protocol version TLS 1.2");
+  }
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // ECDH groups: OpenSSL 3 always picks automatically (SSL_CTX_set_ecdh_auto is a no-op);
+  // its default list (X25519, P-256, X448, P-521, P-384, ffdhe*) is fine.
+
+  if (SSL_CTX_set_cipher_list(ctx, options.tls12_ciphers.c_str()) != 1) {
+    fail("TLS: invalid TLS 1.2 cipher list \"" + options.tls12_ciphers + "\"");
+  }
+  if (!options.tls13_ciphersuites.empty() &&
+      SSL_CTX_set_ciphersuites(ctx, options.tls13_ciphersuites.c_str()) != 1) {
+    fail("TLS: invalid TLS 1.3 ciphersuites \"" + options.tls13_ciphersuites + "\"");
+  }
+
+  const std::string cert = options.cert_file.string();
+  const std::string key = options.key_file.string();
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+    fail("TLS: cannot load certificate file '" + cert + "'");
+  }
+  // Also checks the key against the certificate loaded above ("key values mismatch").
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    fail("TLS: cannot load private key file '" + key + "' (for certificate '" + cert + "')");
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    fail("TLS: private key '" + key + "' does not match certificate '" + cert + "'");
+  }
+
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  static constexpr unsigned char kSessionIdContext[] = "h2loop";
+  SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
+  // Session tickets are on by default (no SSL_OP_NO_TICKET); the ticket key is per process.
+
+  SSL_CTX_set_client_hello_cb(ctx, onClientHello, options_.get());
+  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+
+  spdlog::debug("TLS context ready: cert={} key={} tls13_ciphersuites={}", cert, key,
+                options.tls13_ciphersuites.empty() ? "default" : options.tls13_ciphersuites);
+}
+
+TlsContext::~TlsContext() = default;
+TlsContext::TlsContext(TlsContext&&) noexcept = default;
+TlsContext& TlsContext::operator=(TlsContext&&) noexcept = default;
+
+const TlsOptions& TlsContext::options() const {
+  return *options_;
+}
+
+}  // namespace h2loop::server

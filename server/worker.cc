@@ -1,0 +1,256 @@
+#include "server/worker.h"
+
+#include <dirent.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "eventloop/loop_factory.h"
+#include "server/connection.h"
+#include "server/plain_transport.h"
+#include "server/socket_util.h"
+#include "server/tls_transport.h"
+
+namespace h2loop::server {
+namespace {
+
+// accept4() calls per readiness event: one busy listener cannot starve the
+// connections of its worker.
+constexpr int kAcceptBudget = 64;
+
+size_t poolCapacity(const ServerConfig& cfg) {
+  if (cfg.pool_capacity != 0) return cfg.pool_capacity;
+  return static_cast<size_t>(cfg.session.max_concurrent_streams) * 100;
+}
+
+int64_t countOpenFds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int64_t n = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(d);
+  return n - 1;  // the directory stream's own fd
+}
+
+}  // namespace
+
+Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds)
+    : shared_(shared),
+      index_(index),
+      loop_(ev::makeLoop(shared.config->event_loop)),
+      pool_(std::make_unique<h2::StreamPool>(poolCapacity(*shared.config))),
+      files_(std::make_unique<StaticFiles>(
+          shared.config->root,
+          FileCacheConfig{shared.config->file_cache_ttl_ms, shared.config->file_cache_entries})),
+      read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)) {
+  counters_.pool_capacity.set(static_cast<int64_t>(pool_->capacity()));
+  for (int fd : listen_fds)
+    listeners_.push_back(Listener{fd, nullptr});
+  for (Listener& l : listeners_) {
+    l.watch = loop_->watch(l.fd, ev::kRead, [this, &l](uint32_t) { onAcceptable(l); });
+  }
+  accept_backoff_ = loop_->timer([this] { resumeAccepting(); });
+  drain_timer_ = loop_->timer([this] {
+    spdlog::info("worker {}: drain timeout, closing {} connection(s)", index_, connection_count_);
+    for (Connection* c = connections_; c != nullptr; c = c->next_) {
+      c->close(CloseReason::kShutdown, true);
+    }
+  });
+}
+
+Worker::~Worker() {
+  // Connections first, while the loop, pool and file cache they use exist.
+  for (Connection* c = connections_; c != nullptr; c = c->next_) {
+    c->close(CloseReason::kShutdown, true);
+  }
+  loop_->drainDeferred();
+  closeListeners();
+  accept_backoff_.reset();
+  drain_timer_.reset();
+  files_.reset();
+  loop_.reset();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { runHere(); });
+}
+
+void Worker::runHere() {
+  loop_->updateNow();
+  loop_->run();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::requestShutdown() {
+  loop_->post([this] { beginShutdown(); });
+}
+
+void Worker::beginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  closeListeners();
+  spdlog::debug("worker {}: shutting down, draining {} connection(s)", index_, connection_count_);
+  for (Connection* c = connections_; c != nullptr; c = c->next_)
+    c->drain();
+  drain_timer_->arm(config().drain_timeout);
+  maybeFinishShutdown();
+}
+
+void Worker::maybeFinishShutdown() {
+  if (shutting_down_ && connection_count_ == 0) {
+    drain_timer_->cancel();
+    loop_->stop();
+  }
+}
+
+void Worker::closeListeners() {
+  for (Listener& l : listeners_) {
+    if (l.watch) l.watch->close();
+    l.watch.reset();
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+  if (accept_backoff_) accept_backoff_->cancel();
+}
+
+void Worker::pauseAccepting() {
+  for (Listener& l : listeners_) {
+    if (l.watch) (void)l.watch->setInterest(ev::kNone);
+  }
+  accept_backoff_->arm(config().accept_backoff);
+}
+
+void Worker::resumeAccepting() {
+  if (shutting_down_) return;
+  for (Listener& l : listeners_) {
+    if (l.watch) (void)l.watch->setInterest(ev::kRead);
+  }
+}
+
+void Worker::onAcceptable(Listener& l) {
+  const ServerConfig& cfg = config();
+  for (int i = 0; i < kAcceptBudget; ++i) {
+    const int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      counters_.accept_errors.add(1);
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of descriptors: stop accepting for a moment instead of spinning
+        // on a listener that stays readable.
+        spdlog::warn("worker {}: accept: {}; pausing accepts for {} ms", index_, errnoString(err),
+                     cfg.accept_backoff.count());
+        pauseAccepting();
+        return;
+      }
+      spdlog::warn("worker {}: accept: {}", index_, errnoString(err));
+      return;
+    }
+    if (shared_.connections.fetch_add(1, std::memory_order_relaxed) >=
+        static_cast<int64_t>(cfg.max_connections)) {
+      // Refused cleanly and at once: RST, no TIME_WAIT, no hung client.
+      shared_.connections.fetch_sub(1, std::memory_order_relaxed);
+      counters_.connections_refused.add(1);
+      counters_.closed[static_cast<size_t>(CloseReason::kLimit)].add(1);
+      (void)setLingerZero(fd);
+      ::close(fd);
+      spdlog::debug("worker {}: refused a connection: max-connections {} reached", index_,
+                    cfg.max_connections);
+      continue;
+    }
+    (void)setNoDelay(fd);
+    std::unique_ptr<Transport> transport;
+    if (shared_.tls != nullptr) {
+      transport = std::make_unique<TlsTransport>(*shared_.tls, fd);
+    } else {
+      transport = std::make_unique<PlainTransport>(fd);
+    }
+    auto* c = new Connection(*this, fd, std::move(transport));
+    c->next_ = connections_;
+    if (connections_ != nullptr) connections_->prev_ = c;
+    connections_ = c;
+    ++connection_count_;
+    counters_.connections_active.add(1);
+    counters_.connections_total.add(1);
+    c->start();
+  }
+}
+
+void Worker::connectionDestroyed(Connection* c) {
+  if (c->prev_ != nullptr) c->prev_->next_ = c->next_;
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  if (connections_ == c) connections_ = c->next_;
+  c->prev_ = c->next_ = nullptr;
+  --connection_count_;
+  counters_.connections_active.add(-1);
+  shared_.connections.fetch_sub(1, std::memory_order_relaxed);
+  maybeFinishShutdown();
+}
+
+void Worker::publishPoolGauges() {
+  counters_.pool_in_use.set(static_cast<int64_t>(pool_->inUse()));
+  counters_.pool_refused.set(static_cast<int64_t>(pool_->refused()));
+}
+
+std::string_view Worker::httpDate() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return date_cache_.format(ts.tv_sec);
+}
+
+std::string Worker::metricsText() const {
+  auto sum = [&](auto member) {
+    int64_t total = 0;
+    for (const Worker* w : shared_.workers)
+      total += (w->counters_.*member).get();
+    return total;
+  };
+  std::string out;
+  out.reserve(4096);
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help,
+                    int64_t value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+  };
+  metric("h2loop_connections_active", "gauge", "Open client connections.",
+         sum(&WorkerCounters::connections_active));
+  metric("h2loop_connections_total", "counter", "Accepted client connections.",
+         sum(&WorkerCounters::connections_total));
+  metric("h2loop_connections_refused_total", "counter", "Connections refused at max-connections.",
+         sum(&WorkerCounters::connections_refused));
+  metric("h2loop_streams_active", "gauge", "Open HTTP/2 streams.",
+         sum(&WorkerCounters::streams_active));
+  metric("h2loop_requests_total", "counter", "Requests received.",
+         sum(&WorkerCounters::requests_total));
+  metric("h2loop_pool_in_use", "gauge", "Stream handles taken from the pools.",
+         sum(&WorkerCounters::pool_in_use));
+  metric("h2loop_pool_capacity", "gauge", "Stream handle pool capacity.",
+         sum(&WorkerCounters::pool_capacity));
+  metric("h2loop_pool_refused_total", "counter", "Streams refused because a pool was exhausted.",
+         sum(&WorkerCounters::pool_refused));
+  metric("h2loop_output_buffered_bytes", "gauge", "Bytes waiting in connection output buffers.",
+         sum(&WorkerCounters::output_buffered_bytes));
+  metric("h2loop_accept_errors_total", "counter", "accept() failures (EMFILE etc.).",
+         sum(&WorkerCounters::accept_errors));
+  metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", countOpenFds());
+  out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
+  out += "# TYPE h2loop_connections_closed_total counter\n";
+  for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
+    int64_t total = 0;
+    for (const Worker* w : shared_.workers)
+      total += w->counters_.closed[r].get();
+    out += fmt::format("h2loop_connections_closed_total{{reason=\"{}\"}} {}\n",
+                       toString(static_cast<CloseReason>(r)), total);
+  }
+  return out;
+}
+
+}  // namespace h2loop::server

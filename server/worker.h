@@ -1,0 +1,105 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eventloop/loop.h"
+#include "h2/stream_pool.h"
+#include "server/config.h"
+#include "server/counters.h"
+#include "server/http_date.h"
+#include "server/static_files.h"
+
+namespace h2loop::server {
+
+class Connection;
+class TlsContext;
+class Worker;
+
+// What the workers of one server share. Read-mostly; the connection count is
+// the only thing written by all of them.
+struct ServerShared {
+  const ServerConfig* config = nullptr;
+  const TlsContext* tls = nullptr;      // nullptr: h2c
+  std::atomic<int64_t> connections{0};  // over all workers, against max_connections
+  std::vector<Worker*> workers;         // for the metrics endpoint
+};
+
+// One thread, one loop, its own SO_REUSEPORT listeners, its own stream pool
+// and file cache. A connection lives its whole life on the worker that
+// accepted it; the only cross-thread doors are requestShutdown() and the
+// relaxed counters read by the metrics endpoint.
+class Worker {
+ public:
+  // Takes ownership of `listen_fds` (non-blocking listening sockets).
+  Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs the loop on a new thread / on the calling thread until shutdown ends.
+  void start();
+  void runHere();
+  void join();
+  // Graceful shutdown: stop accepting, drain connections, then stop. Any thread.
+  void requestShutdown();
+
+  // ---- loop thread only ----
+  [[nodiscard]] ev::Loop& loop() { return *loop_; }
+  [[nodiscard]] h2::StreamPool& pool() { return *pool_; }
+  [[nodiscard]] StaticFiles& files() { return *files_; }
+  [[nodiscard]] const ServerConfig& config() const { return *shared_.config; }
+  [[nodiscard]] WorkerCounters& counters() { return counters_; }
+  [[nodiscard]] const WorkerCounters& counters() const { return counters_; }
+  [[nodiscard]] bool shuttingDown() const { return shutting_down_; }
+  [[nodiscard]] unsigned index() const { return index_; }
+  // Scratch buffer for reads: the session consumes input synchronously, so
+  // one buffer serves every connection of the worker.
+  [[nodiscard]] uint8_t* readBuffer() { return read_buffer_.get(); }
+  static constexpr size_t kReadBufferSize = 32 * 1024;
+  // IMF-fixdate of the current second, for the date header.
+  [[nodiscard]] std::string_view httpDate();
+  // Prometheus text, summed over every worker of the server.
+  [[nodiscard]] std::string metricsText() const;
+  void publishPoolGauges();
+
+  // Called by ~Connection: unlinks it and returns its slot.
+  void connectionDestroyed(Connection* c);
+
+  // In-process inspection (tests): live connections of this worker.
+  [[nodiscard]] size_t connectionCount() const { return connection_count_; }
+
+ private:
+  struct Listener {
+    int fd;
+    std::unique_ptr<ev::IoWatch> watch;
+  };
+
+  void onAcceptable(Listener& l);
+  void pauseAccepting();
+  void resumeAccepting();
+  void beginShutdown();
+  void closeListeners();
+  void maybeFinishShutdown();
+
+  ServerShared& shared_;
+  unsigned index_;
+  std::unique_ptr<ev::Loop> loop_;
+  std::unique_ptr<h2::StreamPool> pool_;
+  std::unique_ptr<StaticFiles> files_;
+  std::unique_ptr<uint8_t[]> read_buffer_;
+  WorkerCounters counters_;
+  HttpDateCache date_cache_;
+  std::vector<Listener> listeners_;
+  std::unique_ptr<ev::Timer> accept_backoff_;
+  std::unique_ptr<ev::Timer> drain_timer_;
+  Connection* connections_ = nullptr;  // intrusive list
+  size_t connection_count_ = 0;
+  bool shutting_down_ = false;
+  std::thread thread_;
+};
+
+}  // namespace h2loop::server
