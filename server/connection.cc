@@ -59,7 +59,7 @@ Connection::~Connection() {
   // Streams first: the session calls onStreamClosed for each, which needs the
   // worker's counters (alive) and this connection's members (declared before).
   session_.reset();
-  worker_.publishPoolGauges();
+  worker_.publishGauges();
   timer_.reset();
   if (watch_) watch_->close();
   watch_.reset();
@@ -111,7 +111,8 @@ void Connection::close(CloseReason reason, bool abortive) {
 }
 
 void Connection::drain() {
-  if (state_ == State::kHandshake) {
+  if (state_ == State::kHandshake || (state_ == State::kActive && !got_input_)) {
+    // Nothing in flight: the client has not even sent its preface.
     close(CloseReason::kShutdown, false);
     return;
   }
@@ -275,6 +276,7 @@ void Connection::readInput() {
       return;
     }
     last_activity_ = worker_.loop().now();
+    got_input_ = true;
     const h2::RecvResult rr = session_->receive(buf, r.bytes);
     if (rr.status != h2::SessionStatus::kOk) {
       // Frame-level protocol errors do not come here: nghttp2 queues a GOAWAY
@@ -303,6 +305,10 @@ void Connection::readInput() {
 }
 
 void Connection::writeOutput() {
+  // Our preface waits for the client's first bytes: an HTTP/1.1 client on an
+  // h2c port must not get binary SETTINGS before its 505, and the preface
+  // leaves together with the first response.
+  if (!got_input_) return;
   for (int round = 0; round < kWriteBudget; ++round) {
     if (!out_.aboveHigh()) {
       const h2::ProduceResult pr = session_->produce(out_);
@@ -347,6 +353,7 @@ void Connection::noteBuffered() {
 }
 
 void Connection::afterIo() {
+  worker_.publishGauges();
   // Backpressure with hysteresis: stop reading above the high watermark,
   // resume below the low one.
   if (out_.aboveHigh()) {
@@ -372,7 +379,7 @@ void Connection::afterIo() {
 
 void Connection::updateInterest() {
   uint32_t interest = read_paused_ ? uint32_t{ev::kNone} : uint32_t{ev::kRead};
-  if (!out_.empty() || session_->wantWrite()) interest |= ev::kWrite;
+  if (!out_.empty() || (got_input_ && session_->wantWrite())) interest |= ev::kWrite;
   const Interest blocked = transport_->pendingInterest();
   if (hasInterest(blocked, Interest::kRead)) interest |= ev::kRead;
   if (hasInterest(blocked, Interest::kWrite)) interest |= ev::kWrite;
@@ -428,7 +435,6 @@ void Connection::onRequest(h2::Stream& stream, bool /*end_stream*/) {
   WorkerCounters& c = worker_.counters();
   c.requests_total.add(1);
   c.streams_active.add(1);
-  worker_.publishPoolGauges();
   if (worker_.config().access_log) {
     auto* log = new RequestLog;
     log->start = worker_.loop().now();
@@ -503,6 +509,7 @@ void Connection::serveStatic(h2::Stream& stream) {
 }
 
 void Connection::serveMetrics(h2::Stream& stream) {
+  worker_.publishGauges();  // this worker's figures include the asking stream
   const std::string text = worker_.metricsText();
   const std::array<h2::Header, 3> headers{
       {{"server", "h2loop"},

@@ -88,6 +88,7 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   bool fd_gone_ = false;
   bool read_paused_ = false;  // output above high watermark: no more input
   bool goaway_sent_ = false;
+  bool got_input_ = false;  // the client has sent something (its preface)
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<ev::IoWatch> watch_;
   std::unique_ptr<ev::Timer> timer_;

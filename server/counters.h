@@ -52,6 +52,7 @@ struct WorkerCounters {
   Gauge pool_refused;
   Gauge output_buffered_bytes;
   Gauge accept_errors;
+  Gauge file_cache_open_files;
   std::array<Gauge, static_cast<size_t>(CloseReason::kCount)> closed;
 };
 

@@ -10,7 +10,9 @@
 
 namespace h2loop::server {
 
-Server::Server(ServerConfig config) : config_(std::move(config)) {
+Server::Server(ServerConfig config, TransportFactory transport_factory)
+    : config_(std::move(config)) {
+  shared_.transport_factory = std::move(transport_factory);
   if (config_.listen.empty()) throw std::runtime_error("no --listen address given");
   if (config_.workers == 0) throw std::runtime_error("--workers must be at least 1");
   if (config_.cert.empty() != config_.key.empty()) {

@@ -17,7 +17,7 @@ class TlsContext;
 // event loop name) before any thread starts.
 class Server {
  public:
-  explicit Server(ServerConfig config);
+  explicit Server(ServerConfig config, TransportFactory transport_factory = makeDefaultTransport);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <ctime>
+#include <future>
 
 #include "eventloop/loop_factory.h"
 #include "server/connection.h"
@@ -38,6 +39,11 @@ int64_t countOpenFds() {
 }
 
 }  // namespace
+
+std::unique_ptr<Transport> makeDefaultTransport(int fd, const TlsContext* tls) {
+  if (tls != nullptr) return std::make_unique<TlsTransport>(*tls, fd);
+  return std::make_unique<PlainTransport>(fd);
+}
 
 Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds)
     : shared_(shared),
@@ -168,12 +174,7 @@ void Worker::onAcceptable(Listener& l) {
       continue;
     }
     (void)setNoDelay(fd);
-    std::unique_ptr<Transport> transport;
-    if (shared_.tls != nullptr) {
-      transport = std::make_unique<TlsTransport>(*shared_.tls, fd);
-    } else {
-      transport = std::make_unique<PlainTransport>(fd);
-    }
+    std::unique_ptr<Transport> transport = shared_.transport_factory(fd, shared_.tls);
     auto* c = new Connection(*this, fd, std::move(transport));
     c->next_ = connections_;
     if (connections_ != nullptr) connections_->prev_ = c;
@@ -196,9 +197,27 @@ void Worker::connectionDestroyed(Connection* c) {
   maybeFinishShutdown();
 }
 
-void Worker::publishPoolGauges() {
+void Worker::runOnLoop(const std::function<void()>& fn) {
+  std::promise<void> done;
+  loop_->post([&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+void Worker::forEachConnection(const std::function<void(Connection&)>& fn) {
+  for (Connection* c = connections_; c != nullptr;) {
+    Connection* next = c->next_;  // fn may close c (its destruction is deferred anyway)
+    fn(*c);
+    c = next;
+  }
+}
+
+void Worker::publishGauges() {
   counters_.pool_in_use.set(static_cast<int64_t>(pool_->inUse()));
   counters_.pool_refused.set(static_cast<int64_t>(pool_->refused()));
+  counters_.file_cache_open_files.set(files_->cacheStats().open_files);
 }
 
 std::string_view Worker::httpDate() {
@@ -240,6 +259,8 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::output_buffered_bytes));
   metric("h2loop_accept_errors_total", "counter", "accept() failures (EMFILE etc.).",
          sum(&WorkerCounters::accept_errors));
+  metric("h2loop_file_cache_open_files", "gauge", "Descriptors held open by the file caches.",
+         sum(&WorkerCounters::file_cache_open_files));
   metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", countOpenFds());
   out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
   out += "# TYPE h2loop_connections_closed_total counter\n";

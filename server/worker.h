@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,7 +18,14 @@ namespace h2loop::server {
 
 class Connection;
 class TlsContext;
+class Transport;
 class Worker;
+
+// Makes the transport of an accepted connection. The default wraps the fd in
+// a TlsTransport (TLS configured) or a PlainTransport; tests substitute a
+// fault-injecting double that wraps the real one.
+using TransportFactory = std::function<std::unique_ptr<Transport>(int fd, const TlsContext* tls)>;
+std::unique_ptr<Transport> makeDefaultTransport(int fd, const TlsContext* tls);
 
 // What the workers of one server share. Read-mostly; the connection count is
 // the only thing written by all of them.
@@ -26,6 +34,7 @@ struct ServerShared {
   const TlsContext* tls = nullptr;      // nullptr: h2c
   std::atomic<int64_t> connections{0};  // over all workers, against max_connections
   std::vector<Worker*> workers;         // for the metrics endpoint
+  TransportFactory transport_factory = makeDefaultTransport;
 };
 
 // One thread, one loop, its own SO_REUSEPORT listeners, its own stream pool
@@ -64,13 +73,18 @@ class Worker {
   [[nodiscard]] std::string_view httpDate();
   // Prometheus text, summed over every worker of the server.
   [[nodiscard]] std::string metricsText() const;
-  void publishPoolGauges();
+  void publishGauges();
 
   // Called by ~Connection: unlinks it and returns its slot.
   void connectionDestroyed(Connection* c);
 
   // In-process inspection (tests): live connections of this worker.
   [[nodiscard]] size_t connectionCount() const { return connection_count_; }
+  // Runs `fn` on this worker's loop thread and waits for it (tests, tools).
+  // Must not be called from the worker's own thread.
+  void runOnLoop(const std::function<void()>& fn);
+  // Calls fn(connection) for every live connection. Loop thread only.
+  void forEachConnection(const std::function<void(Connection&)>& fn);
 
  private:
   struct Listener {

@@ -1,0 +1,429 @@
+"""Shared harness for the integration and leak suites.
+
+Starts the real h2loop binary on 127.0.0.1 with an ephemeral port, on the
+backend and transport named by the environment (set by ctest):
+
+  H2LOOP_BIN        path of the h2loop binary
+  H2LOOP_LOOP       epoll | libevent
+  H2LOOP_TRANSPORT  tls | h2c
+
+Clients are real programs nobody here wrote (curl, nghttp, h2load) and
+Python's h2 library (Debian python3-h2) for misbehaving peers. Every wait is
+bounded; waiting for a condition polls the server's own metrics endpoint.
+Run with /usr/bin/python3 (Debian's interpreter, where python3-h2 lives).
+"""
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import h2.config
+import h2.connection
+import h2.events
+
+BIN = os.environ.get("H2LOOP_BIN", "build/release/server/h2loop")
+LOOP = os.environ.get("H2LOOP_LOOP", "epoll")
+TRANSPORT = os.environ.get("H2LOOP_TRANSPORT", "tls")
+TLS = TRANSPORT == "tls"
+METRICS = "/metrics"
+
+_workdir = tempfile.mkdtemp(prefix="h2loop-test-")
+atexit.register(shutil.rmtree, _workdir, True)
+
+
+def workdir():
+    return _workdir
+
+
+def certificate():
+    """A self-signed certificate for localhost/127.0.0.1, made once per run."""
+    cert = os.path.join(_workdir, "cert.pem")
+    key = os.path.join(_workdir, "key.pem")
+    if not os.path.exists(cert):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", key, "-out", cert],
+            check=True, capture_output=True)
+    return cert, key
+
+
+def document_root():
+    """index.html, a 1 MiB and a 50 MiB file of random bytes, a subdirectory."""
+    root = os.path.join(_workdir, "www")
+    if not os.path.isdir(root):
+        os.makedirs(os.path.join(root, "sub"))
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("<!doctype html><title>h2loop test</title><h1>hello from h2loop</h1>\n")
+        with open(os.path.join(root, "sub", "index.html"), "w") as f:
+            f.write("sub index\n")
+        with open(os.path.join(root, "1m.bin"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        with open(os.path.join(root, "50m.bin"), "wb") as f:
+            for _ in range(50):
+                f.write(os.urandom(1 << 20))
+        with open(os.path.join(root, "10m.bin"), "wb") as f:
+            for _ in range(10):
+                f.write(os.urandom(1 << 20))
+    return root
+
+
+class Server:
+    """One h2loop process. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, *extra, tls=TLS, loop=LOOP, root=None, port=0, env=None):
+        self.tls = tls
+        self.loop = loop
+        self.root = root or document_root()
+        self.extra = list(extra)
+        self.port = port
+        self.env = env
+        self.proc = None
+        self.log = []
+        self._reader = None
+        self.fds_baseline = None
+
+    # -- process ---------------------------------------------------------
+    def args(self):
+        args = [BIN, "--listen", f"127.0.0.1:{self.port}", "--root", self.root,
+                "--event-loop", self.loop, "--metrics-path", METRICS, "--log-level", "info"]
+        if self.tls:
+            cert, key = certificate()
+            args += ["--cert", cert, "--key", key]
+        return args + self.extra
+
+    def start(self, timeout=15):
+        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env=self.env)
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+        while True:
+            line = self._readline(deadline)
+            if line is None:
+                self.proc.kill()
+                raise RuntimeError("h2loop did not start:\n" + "".join(self.log))
+            m = pattern.search(line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        m = self.metrics()
+        # Minus the asking connection and the file cache's descriptors.
+        self.fds_baseline = m["h2loop_fds_open"] - m["h2loop_file_cache_open_files"] - 1
+        return self
+
+    def _readline(self, deadline):
+        import select
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stderr], [], [], 0.2)
+            if r:
+                line = self.proc.stderr.readline()
+                if not line:
+                    return None
+                self.log.append(line)
+                return line
+            if self.proc.poll() is not None:
+                rest = self.proc.stderr.read()
+                if rest:
+                    self.log.append(rest)
+                return None
+        return None
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        """SIGTERM (graceful shutdown); returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("h2loop did not stop within %ss after SIGTERM" % timeout)
+        if self._reader:
+            self._reader.join(5)
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+    def log_text(self):
+        return "".join(self.log)
+
+    # -- addressing --------------------------------------------------------
+    @property
+    def scheme(self):
+        return "https" if self.tls else "http"
+
+    def url(self, path="/"):
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def curl_args(self):
+        """curl flags for HTTP/2 on this transport (h2 via ALPN, or h2c prior knowledge)."""
+        return ["-k", "--http2"] if self.tls else ["--http2-prior-knowledge"]
+
+    def curl(self, path="/", *extra, timeout=60):
+        cmd = ["curl", "-sS", "--max-time", str(timeout)] + self.curl_args() + list(extra) + [self.url(path)]
+        return subprocess.run(cmd, capture_output=True, timeout=timeout + 10)
+
+    # -- metrics -----------------------------------------------------------
+    def metrics(self):
+        """The server's counters, summed over workers. The asking connection
+        and stream count themselves (connections_active >= 1)."""
+        r = self.curl(METRICS, timeout=10)
+        if r.returncode != 0:
+            raise AssertionError("metrics request failed: %s" % r.stderr.decode(errors="replace"))
+        out = {}
+        for line in r.stdout.decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, value = line.rsplit(" ", 1)
+            out[name] = int(float(value))
+        return out
+
+    def idle_state(self, m):
+        """What differs from idle in metrics `m` (empty when idle)."""
+        want = {
+            "h2loop_connections_active": 1,
+            "h2loop_streams_active": 1,
+            "h2loop_pool_in_use": 1,
+            "h2loop_output_buffered_bytes": 0,
+        }
+        diff = {k: m.get(k) for k, v in want.items() if m.get(k) != v}
+        # The file cache keeps descriptors of recently served files on purpose.
+        fds = m["h2loop_fds_open"] - m["h2loop_file_cache_open_files"]
+        if self.fds_baseline is not None and fds > self.fds_baseline + 1:
+            diff["h2loop_fds_open"] = (fds, "without cached files; baseline+1 =",
+                                       self.fds_baseline + 1)
+        return diff
+
+    def wait_idle(self, timeout=15):
+        """Waits until every live counter is back at its idle value; returns
+        the final metrics or raises AssertionError naming what stayed up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.metrics()
+            diff = self.idle_state(m)
+            if not diff:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("server not idle after %ss: %s" % (timeout, diff))
+            time.sleep(0.05)
+
+    def wait_for(self, predicate, timeout=15, what="condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.metrics()
+            if predicate(m):
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for %s; metrics: %s" % (what, m))
+            time.sleep(0.05)
+
+
+# -- raw HTTP/2 clients (Python h2) for misbehaving peers -------------------
+
+def tcp_connect(server, timeout=10):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def tls_wrap(sock, alpn=("h2",)):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx.wrap_socket(sock, server_hostname="localhost")
+
+
+def connect(server, timeout=10):
+    """A connected socket speaking h2 on the server's transport."""
+    s = tcp_connect(server, timeout)
+    if server.tls:
+        s = tls_wrap(s)
+        assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+    return s
+
+
+def rst_close(sock):
+    """Abortive close: SO_LINGER {1, 0} then close() sends a TCP RST."""
+    raw = sock
+    if isinstance(sock, ssl.SSLSocket):
+        raw = socket.socket(fileno=sock.detach())
+    import struct
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+class H2Client:
+    """A small HTTP/2 client on python-h2 over a blocking socket."""
+
+    def __init__(self, server, sock=None, settings=None, window=None):
+        self.server = server
+        self.sock = sock or connect(server)
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        if window:
+            self.conn.increment_flow_control_window(window)
+        self.flush()
+        self.responses = {}   # stream id -> dict(status, headers, body, ended, reset)
+        self.goaway = None    # (last_stream_id, error_code) of the last GOAWAY
+        self.goaways = []
+        self.closed = False
+        self._inbuf = b""
+
+    def headers(self, path="/", method="GET", extra=()):
+        authority = "127.0.0.1:%d" % self.server.port
+        return [(":method", method), (":path", path), (":scheme", self.server.scheme),
+                (":authority", authority)] + list(extra)
+
+    def request(self, path="/", method="GET", end_stream=True, extra=()):
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, self.headers(path, method, extra), end_stream=end_stream)
+        self.responses[sid] = {"status": None, "headers": {}, "body": bytearray(), "ended": False,
+                               "reset": None}
+        self.flush()
+        return sid
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def pump(self, until, timeout=30, ack_data=True):
+        """Reads and handles events until until(self) is true (or EOF)."""
+        deadline = time.monotonic() + timeout
+        while not until(self):
+            if self.closed:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timed out pumping HTTP/2 events")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+                self.closed = True
+                return until(self)
+            if not data:
+                self.closed = True
+                return until(self)
+            for ev in self.conn.receive_data(self._filter_goaway(data)):
+                self.handle(ev, ack_data)
+            self.flush()
+        return True
+
+    def _filter_goaway(self, data):
+        """Takes GOAWAY frames out of the byte stream and records them.
+
+        python-h2 closes its connection state machine on the first GOAWAY and
+        then rejects the DATA that a graceful (two-step) shutdown still sends
+        for streams below last-stream-id; the server is right, the library is
+        strict. Every other frame goes to python-h2 unchanged."""
+        buf = self._inbuf + data
+        out = bytearray()
+        pos = 0
+        while len(buf) - pos >= 9:
+            length = int.from_bytes(buf[pos:pos + 3], "big")
+            if len(buf) - pos < 9 + length:
+                break
+            ftype = buf[pos + 3]
+            frame = buf[pos:pos + 9 + length]
+            if ftype == 0x7:
+                payload = frame[9:]
+                last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
+                code = int.from_bytes(payload[4:8], "big")
+                self.goaway = (last, code)
+                self.goaways.append(self.goaway)
+            else:
+                out += frame
+            pos += 9 + length
+        self._inbuf = buf[pos:]
+        return bytes(out)
+
+    def handle(self, ev, ack_data):
+        r = self.responses.get(getattr(ev, "stream_id", None))
+        if isinstance(ev, h2.events.ResponseReceived):
+            r["headers"] = dict(ev.headers)
+            r["status"] = int(r["headers"][":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            r["body"] += ev.data
+            if ack_data:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            r["ended"] = True
+        elif isinstance(ev, h2.events.StreamReset):
+            if r is not None:
+                r["reset"] = ev.error_code
+
+    def get(self, path="/", timeout=30):
+        sid = self.request(path)
+        self.pump(lambda c: c.responses[sid]["ended"] or c.responses[sid]["reset"] is not None,
+                  timeout)
+        return self.responses[sid]
+
+    def close(self):
+        try:
+            self.conn.close_connection()
+            self.flush()
+        except Exception:
+            pass
+        self.sock.close()
+
+
+class ServerTestCase(unittest.TestCase):
+    """One server per test class; after every test the live counters must
+    return to idle, and at the end the server must stop cleanly (exit 0)."""
+
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.server_args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.server.stop()
+        if code != 0:
+            raise AssertionError("h2loop exited with %s\n%s" % (code, cls.server.log_text()[-4000:]))
+
+    def tearDown(self):
+        self.server.wait_idle()
+
+
+def main():
+    print("h2loop integration: backend=%s transport=%s binary=%s" % (LOOP, TRANSPORT, BIN),
+          file=sys.stderr)
+    unittest.main(verbosity=2)
