@@ -136,7 +136,8 @@ void Connection::armTimer() {
       d = cfg.linger_timeout;
       break;
     default:
-      d = out_.empty() ? ev::Duration(cfg.idle_timeout) : ev::Duration(cfg.write_timeout);
+      timer_for_write_ = wantsToWrite();
+      d = timer_for_write_ ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
       break;
   }
   timer_->arm(d);
@@ -152,7 +153,8 @@ void Connection::onTimer() {
       close(CloseReason::kHandshakeTimeout, true);
       return;
     case State::kLingering:
-      close(CloseReason::kCompleted, false);
+      // The client kept the connection open after GOAWAY: reset it.
+      close(CloseReason::kCompleted, true);
       return;
     case State::kDraining:
       if (!goaway_sent_) {
@@ -167,7 +169,7 @@ void Connection::onTimer() {
       break;
   }
   if (!open()) return;
-  const bool writing = !out_.empty();
+  const bool writing = wantsToWrite();
   const ev::Duration limit =
       writing ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
   const auto deadline = last_activity_ + limit;
@@ -343,6 +345,13 @@ bool Connection::flush() {
   return true;
 }
 
+// Output is pending somewhere: in out_, or still inside nghttp2 (the kernel
+// may take bytes yet not report writability until a third of its buffer is
+// free, so out_ can be empty while a stalled reader holds everything up).
+bool Connection::wantsToWrite() const {
+  return !out_.empty() || (got_input_ && session_ && session_->wantWrite());
+}
+
 void Connection::noteBuffered() {
   const size_t now = out_.size();
   if (now != reported_buffered_) {
@@ -379,7 +388,7 @@ void Connection::afterIo() {
 
 void Connection::updateInterest() {
   uint32_t interest = read_paused_ ? uint32_t{ev::kNone} : uint32_t{ev::kRead};
-  if (!out_.empty() || (got_input_ && session_->wantWrite())) interest |= ev::kWrite;
+  if (wantsToWrite()) interest |= ev::kWrite;
   const Interest blocked = transport_->pendingInterest();
   if (hasInterest(blocked, Interest::kRead)) interest |= ev::kRead;
   if (hasInterest(blocked, Interest::kWrite)) interest |= ev::kWrite;
@@ -387,7 +396,8 @@ void Connection::updateInterest() {
     close(CloseReason::kIoError, true);
     return;
   }
-  if (!timer_->armed()) armTimer();
+  // Output got stuck (or unstuck): the write timeout replaces the idle one.
+  if (!timer_->armed() || timer_for_write_ != wantsToWrite()) armTimer();
 }
 
 void Connection::closeOnIo(IoStatus status, std::string_view what) {
@@ -405,12 +415,14 @@ void Connection::closeOnIo(IoStatus status, std::string_view what) {
   }
 }
 
-// Graceful end: everything is sent; half-close our side and let the client
-// close first (it then holds the TIME_WAIT), for at most linger_timeout.
+// Graceful end: everything, GOAWAY included, is sent. We send no FIN: the
+// client closes first on GOAWAY, so the TIME_WAIT lands on its side, not on
+// the server's (the server that closed first is the one that ran out of
+// ports in the field). We read and discard until its FIN; if it does not
+// come within linger_timeout, the close is abortive (RST, no TIME_WAIT).
 void Connection::beginLingeringClose() {
   if (state_ == State::kLingering || !open()) return;
   state_ = State::kLingering;
-  transport_->shutdownWrite();
   if (watch_->setInterest(ev::kRead) != 0) {
     close(CloseReason::kIoError, true);
     return;
@@ -424,7 +436,8 @@ void Connection::lingerRead() {
     IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == IoStatus::kOk) continue;  // discarded
     if (r.status == IoStatus::kWouldBlock) return;
-    close(CloseReason::kCompleted, r.status != IoStatus::kEof);
+    // The client closed first (FIN or RST): a passive, clean close.
+    close(CloseReason::kCompleted, false);
     return;
   }
 }

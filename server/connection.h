@@ -17,8 +17,8 @@ class Worker;
 // One accepted client connection, from accept to final destruction, on the
 // loop of the worker that accepted it (nothing of it is touched elsewhere).
 //
-// States: handshake -> active -> draining (GOAWAY sent) -> lingering (our
-// side half-closed, waiting for the client's FIN, bounded) -> closed.
+// States: handshake -> active -> draining (GOAWAY sent) -> lingering
+// (everything sent, waiting for the client's FIN, bounded) -> closed.
 //
 // Every exit calls close(reason): idempotent, logs the reason once, detaches
 // the watch whatever state the fd is in, and hands the connection to the
@@ -75,6 +75,7 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   void beginLingeringClose();
   void lingerRead();
   void noteBuffered();
+  [[nodiscard]] bool wantsToWrite() const;
   void armTimer();
   [[nodiscard]] bool open() const { return state_ != State::kClosed; }
   void closeOnIo(IoStatus status, std::string_view what);
@@ -88,7 +89,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   bool fd_gone_ = false;
   bool read_paused_ = false;  // output above high watermark: no more input
   bool goaway_sent_ = false;
-  bool got_input_ = false;  // the client has sent something (its preface)
+  bool got_input_ = false;
+  bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one  // the
+                                  // client has sent something (its preface)
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<ev::IoWatch> watch_;
   std::unique_ptr<ev::Timer> timer_;

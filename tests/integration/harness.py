@@ -82,13 +82,14 @@ def document_root():
 class Server:
     """One h2loop process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, *extra, tls=TLS, loop=LOOP, root=None, port=0, env=None):
+    def __init__(self, *extra, tls=TLS, loop=LOOP, root=None, port=0, env=None, preexec=None):
         self.tls = tls
         self.loop = loop
         self.root = root or document_root()
         self.extra = list(extra)
         self.port = port
         self.env = env
+        self.preexec = preexec  # e.g. lower RLIMIT_NOFILE in the child
         self.proc = None
         self.log = []
         self._reader = None
@@ -97,15 +98,17 @@ class Server:
     # -- process ---------------------------------------------------------
     def args(self):
         args = [BIN, "--listen", f"127.0.0.1:{self.port}", "--root", self.root,
-                "--event-loop", self.loop, "--metrics-path", METRICS, "--log-level", "info"]
+                "--event-loop", self.loop, "--metrics-path", METRICS]
         if self.tls:
             cert, key = certificate()
             args += ["--cert", cert, "--key", key]
+        if "--log-level" not in self.extra:
+            args += ["--log-level", "info"]
         return args + self.extra
 
     def start(self, timeout=15):
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=self.env)
+                                     text=True, env=self.env, preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
         while True:
@@ -162,6 +165,23 @@ class Server:
         if self._reader:
             self._reader.join(5)
         return self.proc.returncode
+
+    def cpu_seconds(self):
+        """utime + stime of the server process so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def closed(self, reason, m=None):
+        m = m or self.metrics()
+        return m['h2loop_connections_closed_total{reason="%s"}' % reason]
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
