@@ -67,7 +67,8 @@ class StalledReaders(ServerTestCase):
               % (STALLED, STREAMS, peak, STALLED * (HIGH_WATERMARK + ONE_FRAME), rss_before,
                  rss_peak, growth), file=sys.stderr)
         # 800 MiB were requested; the server may hold buffers, not files.
-        self.assertLess(growth, 32 * 1024, "server RSS grew without bound")
+        if not harness.SANITIZED:
+            self.assertLess(growth, 32 * 1024, "server RSS grew without bound")
         for c in clients:
             c.sock.close()
 
