@@ -179,6 +179,19 @@ class Lifecycle(unittest.TestCase):
         finally:
             server.kill()
 
+    def test_two_workers_share_the_port_and_drain_to_idle(self):
+        server = Server("--workers", "2").start()
+        try:
+            r = subprocess.run(["h2load", "-n", "4000", "-c", "20", "-m", "10", "-T", "30", "-N", "30",
+                                server.url("/")], capture_output=True, timeout=120)
+            self.assertIn(b"4000 succeeded, 0 failed", r.stdout)
+            m = server.wait_idle()
+            self.assertGreaterEqual(m["h2loop_connections_total"], 20)
+            # Each worker has its own pool: the capacities add up.
+            self.assertEqual(m["h2loop_pool_capacity"], 2 * 100 * 100)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_restart_on_the_same_port_at_once(self):
         first = Server().start()
         port = first.port
