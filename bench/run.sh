@@ -1,0 +1,579 @@
+#!/usr/bin/env bash
+# h2loop load harness: h2load against h2loop (epoll and libevent backends) and
+# the anchors nginx, h2o and nghttpd, on loopback, same document root, same
+# certificate, same TLS 1.3 cipher, servers pinned to CPU 1 and h2load to
+# CPU 0, workloads interleaved (A B C D E, A B C D E, ...). See bench/README.md.
+#
+#   bench/run.sh [--rounds N] [--scale F] [--servers "h2loop-epoll nginx ..."]
+#                [--workloads "tls-1k h2c-1k ..."] [--idle-conns N]
+#                [--no-memory] [--no-callgrind] [--no-install] [--no-build]
+#                [--binary PATH] [--work DIR]
+#
+# Everything lives under the work dir (default /tmp/h2loop-bench); results:
+# WORK/results.tsv (raw rows) and WORK/table.md (medians and ratios).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+PY=/usr/bin/python3
+LIB="$HERE/lib/benchlib.py"
+
+ROUNDS=3
+SCALE=1
+SERVERS="h2loop-epoll h2loop-libevent nginx h2o nghttpd"
+WORKLOADS="tls-1k h2c-1k tls-100k tls-10m tls-churn h2c-churn tls-lat"
+IDLE_CONNS=2000
+DO_MEMORY=1
+DO_CALLGRIND=1
+DO_INSTALL=1
+DO_BUILD=1
+BINARY=""
+WORK=/tmp/h2loop-bench
+CIPHER=TLS_AES_128_GCM_SHA256
+SERVER_CPU=1
+CLIENT_CPU=0
+CHURN_BATCH=250     # connections per h2load run in the churn workloads
+H2LOAD_TIMEOUT=120  # seconds; every h2load run is also bounded in count (-n)
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --servers) SERVERS=$2; shift 2 ;;
+    --workloads) WORKLOADS=$2; shift 2 ;;
+    --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+    --no-memory) DO_MEMORY=0; shift ;;
+    --no-callgrind) DO_CALLGRIND=0; shift ;;
+    --no-install) DO_INSTALL=0; shift ;;
+    --no-build) DO_BUILD=0; shift ;;
+    --binary) BINARY=$2; shift 2 ;;
+    --work) WORK=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "unknown option: $1" >&2; usage ;;
+  esac
+done
+
+log() { printf '== %s %s\n' "$(date +%T)" "$*" >&2; }
+die() { echo "run.sh: $*" >&2; exit 1; }
+# n scaled by --scale, at least 1
+scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
+
+# ---------------------------------------------------------------- processes --
+declare -a PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ install --
+install_deps() {
+  local need=(nghttp2-client nghttp2-server h2o nginx linux-perf valgrind openssl python3-h2 procps util-linux)
+  local missing=() p
+  for p in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  # policy-rc.d: do not let the packages start their system services.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  if [ -n "$BINARY" ]; then H2LOOP=$BINARY; return; fi
+  H2LOOP=$REPO/build/release/server/h2loop
+  if [ "$DO_BUILD" = 1 ]; then
+    log "building h2loop (cmake preset release)"
+    (cd "$REPO" && cmake --preset release >/dev/null && cmake --build --preset release --target h2loop)
+  fi
+  [ -x "$H2LOOP" ] || die "no binary at $H2LOOP"
+}
+
+# ------------------------------------------------------------------ prepare --
+prepare() {
+  rm -rf "$WORK"
+  mkdir -p "$WORK"/{www,conf,logs,out,run,tmp}
+  head -c 1024 /dev/urandom | base64 -w 76 | head -c 1024 >"$WORK/www/index.html"
+  head -c $((100 * 1024)) /dev/urandom >"$WORK/www/100k.bin"
+  head -c $((10 * 1024 * 1024)) /dev/urandom >"$WORK/www/10m.bin"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/conf/key.pem" -out "$WORK/conf/cert.pem" 2>/dev/null
+  # The same TLS 1.3 suite for the servers without a knob of their own
+  # (h2o 2.2, nghttpd): OpenSSL's system_default applies to every SSL_CTX.
+  cat >"$WORK/conf/openssl.cnf" <<EOF
+openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.2
+CipherString = ECDHE+AESGCM:ECDHE+CHACHA20
+Ciphersuites = $CIPHER
+EOF
+}
+
+# port_of SERVER MODE
+port_of() {
+  local base
+  case "$1" in
+    h2loop-epoll) base=18410 ;; h2loop-libevent) base=18420 ;; nginx) base=18430 ;;
+    h2o) base=18440 ;; nghttpd) base=18450 ;; *) die "unknown server $1" ;;
+  esac
+  if [ "$2" = tls ]; then echo "$base"; else echo $((base + 1)); fi
+}
+
+write_nginx_conf() {  # MODE MASTER(on|off) -> path
+  local mode=$1 master=$2 port conf listen ssl=""
+  port=$(port_of nginx "$mode")
+  conf=$WORK/conf/nginx-$mode-$master.conf
+  if [ "$mode" = tls ]; then
+    listen="listen 127.0.0.1:$port ssl http2;"
+    ssl="ssl_certificate $WORK/conf/cert.pem; ssl_certificate_key $WORK/conf/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_conf_command Ciphersuites $CIPHER;"
+  else
+    listen="listen 127.0.0.1:$port http2;"
+  fi
+  cat >"$conf" <<EOF
+user root;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+master_process $master;
+pid $WORK/run/nginx-$mode.pid;
+error_log $WORK/logs/nginx-$mode.err warn;
+events { worker_connections 20000; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log off;
+  client_body_temp_path $WORK/tmp/nginx-body-$mode;
+  proxy_temp_path $WORK/tmp/nginx-proxy-$mode;
+  fastcgi_temp_path $WORK/tmp/nginx-fcgi-$mode;
+  uwsgi_temp_path $WORK/tmp/nginx-uwsgi-$mode;
+  scgi_temp_path $WORK/tmp/nginx-scgi-$mode;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  http2_max_concurrent_streams 100;
+  # h2loop, h2o and nghttpd keep open file descriptors cached; so does this.
+  open_file_cache max=1000 inactive=600s;
+  open_file_cache_valid 600s;
+  server {
+    $listen
+    $ssl
+    root $WORK/www;
+  }
+}
+EOF
+  echo "$conf"
+}
+
+write_h2o_conf() {  # MODE -> path
+  local mode=$1 port conf
+  port=$(port_of h2o "$mode")
+  conf=$WORK/conf/h2o-$mode.conf
+  {
+    cat <<EOF
+user: root
+num-threads: 1
+max-connections: 30000
+http2-idle-timeout: 600
+http2-max-concurrent-requests-per-connection: 100
+pid-file: $WORK/run/h2o-$mode.pid
+error-log: $WORK/logs/h2o-$mode.err
+listen:
+  host: 127.0.0.1
+  port: $port
+EOF
+    if [ "$mode" = tls ]; then
+      cat <<EOF
+  ssl:
+    certificate-file: $WORK/conf/cert.pem
+    key-file: $WORK/conf/key.pem
+    minimum-version: TLSv1.2
+    ocsp-update-interval: 0
+EOF
+    fi
+    cat <<EOF
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $WORK/www
+EOF
+  } >"$conf"
+  echo "$conf"
+}
+
+# server_cmd SERVER MODE [master on|off] -> prints the argv, one per line
+server_cmd() {
+  local s=$1 mode=$2 master=${3:-on} port
+  port=$(port_of "$s" "$mode")
+  case "$s" in
+    h2loop-epoll|h2loop-libevent)
+      printf '%s\n' "$H2LOOP" --listen "127.0.0.1:$port" --root "$WORK/www" \
+        --event-loop "${s#h2loop-}" --workers 1 --max-connections 20000 \
+        --max-concurrent-streams 100 --idle-timeout 600 --log-level warn
+      [ "$mode" = tls ] && printf '%s\n' --cert "$WORK/conf/cert.pem" --key "$WORK/conf/key.pem" \
+        --tls13-ciphers "$CIPHER"
+      ;;
+    nginx) printf '%s\n' nginx -e "$WORK/logs/nginx-$mode.err" -p "$WORK" -c "$(write_nginx_conf "$mode" "$master")" ;;
+    h2o) printf '%s\n' h2o -c "$(write_h2o_conf "$mode")" ;;
+    nghttpd)
+      printf '%s\n' nghttpd -n 1 -a 127.0.0.1 -m 100 -d "$WORK/www"
+      if [ "$mode" = tls ]; then
+        printf '%s\n' "$port" "$WORK/conf/key.pem" "$WORK/conf/cert.pem"
+      else
+        printf '%s\n' --no-tls "$port"
+      fi
+      ;;
+  esac
+  return 0
+}
+
+wait_port() {
+  local port=$1 i
+  for i in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+# start_server SERVER MODE [wrapper...]: sets SPID (the process doing the
+# serving: nginx's worker) and LPID (the process we started).
+start_server() {
+  local s=$1 mode=$2; shift 2
+  local master=on
+  [ $# -gt 0 ] && master=off  # under a wrapper (valgrind) nginx runs single-process
+  local -a argv
+  mapfile -t argv < <(server_cmd "$s" "$mode" "$master")
+  local port
+  port=$(port_of "$s" "$mode")
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && die "port $port already in use"
+  OPENSSL_CONF=$WORK/conf/openssl.cnf taskset -c "$SERVER_CPU" "$@" "${argv[@]}" \
+    >"$WORK/logs/$s-$mode.out" 2>&1 </dev/null &
+  LPID=$!
+  PIDS+=("$LPID")
+  wait_port "$port" || { cat "$WORK/logs/$s-$mode.out" >&2; die "$s ($mode) did not start"; }
+  SPID=$LPID
+  if [ "$s" = nginx ] && [ "$master" = on ]; then
+    local i
+    for i in $(seq 1 100); do
+      SPID=$(pgrep -P "$LPID" | head -1 || true)
+      [ -n "$SPID" ] && break
+      sleep 0.05
+    done
+    [ -n "$SPID" ] || die "nginx worker not found"
+    PIDS+=("$SPID")
+  fi
+}
+
+stop_server() {  # LPID
+  local p=$1 i
+  kill -TERM "$p" 2>/dev/null || return 0
+  for i in $(seq 1 100); do
+    kill -0 "$p" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$p" 2>/dev/null || true
+}
+
+url_of() {  # SERVER MODE PATH
+  local scheme=http
+  [ "$2" = tls ] && scheme=https
+  echo "$scheme://127.0.0.1:$(port_of "$1" "$2")$3"
+}
+
+h2load_run() {  # OUT LOG h2load-args...
+  local out=$1 log=$2; shift 2
+  local -a logarg=()
+  [ -n "$log" ] && logarg=(--log-file="$log")
+  timeout "$H2LOAD_TIMEOUT" taskset -c "$CLIENT_CPU" h2load --tls13-ciphers="$CIPHER" "${logarg[@]}" "$@" \
+    >"$out" 2>&1 || echo "h2load exit $?" >>"$out"
+}
+
+emit() {  # workload metric unit server round value
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$WORK/results.tsv"
+}
+
+# ---------------------------------------------------------------- workloads --
+# workload_spec NAME -> "MODE PATH N h2load-args" (N already scaled)
+workload_spec() {
+  case "$1" in
+    tls-1k) echo "tls /index.html $(scaled 300000) -c 32 -m 16" ;;
+    h2c-1k) echo "h2c /index.html $(scaled 300000) -c 32 -m 16" ;;
+    tls-100k) echo "tls /100k.bin $(scaled 20000) -c 32 -m 16" ;;
+    tls-10m) echo "tls /10m.bin $(scaled 100) -c 4 -m 1" ;;
+    # One request per connection: -c B -n B, so every client makes one
+    # connection (TLS handshake + h2 preface + SETTINGS), one GET, then closes;
+    # repeated in batches of B=$CHURN_BATCH (see run_workload) so that the
+    # simultaneous connects never overflow a listen backlog (SYN retries would
+    # add 1 s stalls and measure the backlog, not the server).
+    tls-churn) echo "tls /index.html $(scaled 3000) -m 1 -c=N" ;;
+    h2c-churn) echo "h2c /index.html $(scaled 3000) -m 1 -c=N" ;;
+    # Light load: one connection, one stream at a time (latency, not capacity).
+    tls-lat) echo "tls /index.html $(scaled 20000) -c 1 -m 1" ;;
+    *) die "unknown workload $1" ;;
+  esac
+}
+
+run_workload() {  # WORKLOAD SERVER ROUND
+  local w=$1 s=$2 r=$3
+  local mode path n args
+  read -r mode path n args <<<"$(workload_spec "$w")"
+  args=${args//-c=N/-c $n}
+  local pid=${SERVER_PID[$s-$mode]}
+  local out=$WORK/out/$w-$s-$r.txt log=""
+  case "$w" in tls-1k|h2c-1k|tls-lat) log=$WORK/out/$w-$s-$r.log ;; esac
+  local c0 c1 t0 t1
+  c0=$($PY "$LIB" cpu "$pid")
+  t0=$(date +%s%N)
+  local parsed
+  case "$w" in
+    *-churn)
+      local b=$CHURN_BATCH done=0 k=0 m
+      [ "$n" -lt "$b" ] && b=$n
+      local -a outs=()
+      while [ "$done" -lt "$n" ]; do
+        m=$((n - done < b ? n - done : b))
+        h2load_run "$out.$k" "" -n "$m" -c "$m" -m 1 "$(url_of "$s" "$mode" "$path")"
+        outs+=("$out.$k")
+        done=$((done + m))
+        k=$((k + 1))
+      done
+      t1=$(date +%s%N)
+      c1=$($PY "$LIB" cpu "$pid")
+      parsed=$($PY "$LIB" h2loadsum "${outs[@]}")
+      cat "${outs[@]}" >"$out"
+      rm -f "${outs[@]}"
+      ;;
+    *)
+      # shellcheck disable=SC2086
+      h2load_run "$out" "$log" -n "$n" $args "$(url_of "$s" "$mode" "$path")"
+      t1=$(date +%s%N)
+      c1=$($PY "$LIB" cpu "$pid")
+      parsed=$($PY "$LIB" h2load "$out" "$log")
+      ;;
+  esac
+  local reqs=0 secs=0 rps="" mibps="" p50="" p99="" failed=0 cipher=""
+  local kv
+  for kv in $parsed; do
+    case "$kv" in
+      reqs=*) reqs=${kv#*=} ;; secs=*) secs=${kv#*=} ;; rps=*) rps=${kv#*=} ;;
+      mibps=*) mibps=${kv#*=} ;; p50_us=*) p50=${kv#*=} ;; p99_us=*) p99=${kv#*=} ;;
+      failed=*) failed=${kv#*=} ;; cipher=*) cipher=${kv#*=} ;;
+    esac
+  done
+  [ -n "$log" ] && rm -f "$log"
+  if [ "$reqs" -ne "$n" ] || [ "$failed" -ne 0 ]; then
+    log "WARNING: $w $s round $r: $reqs of $n succeeded ($failed failed), see $out"
+  fi
+  if [ "$mode" = tls ] && [ -n "$cipher" ] && [ "$cipher" != "$CIPHER" ]; then
+    log "WARNING: $w $s negotiated $cipher"
+  fi
+  local cpu_us_per util
+  cpu_us_per=$(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", c / n / 1000; else print "nan" }')
+  util=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", 100 * c / t }')
+  case "$w" in
+    tls-1k|h2c-1k)
+      emit "$w" "throughput" "req/s" "$s" "$r" "$rps"
+      emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
+      emit "$w" "server CPU busy" "%" "$s" "$r" "$util"
+      emit "$w" "latency p50" "us" "$s" "$r" "$p50"
+      emit "$w" "latency p99" "us" "$s" "$r" "$p99"
+      ;;
+    tls-100k)
+      emit "$w" "throughput" "req/s" "$s" "$r" "$rps"
+      emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
+      ;;
+    tls-10m)
+      emit "$w" "throughput" "MiB/s" "$s" "$r" "$mibps"
+      emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
+      ;;
+    tls-churn|h2c-churn)
+      emit "$w" "new connections" "conn/s" "$s" "$r" "$rps"
+      emit "$w" "server CPU" "us/conn" "$s" "$r" "$cpu_us_per"
+      ;;
+    tls-lat)
+      emit "$w" "latency p50" "us" "$s" "$r" "$p50"
+      emit "$w" "latency p99" "us" "$s" "$r" "$p99"
+      emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
+      ;;
+  esac
+  printf '   %-10s %-16s r%s  %8s req/s  cpu %7s us/req  busy %5s%%  %s\n' \
+    "$w" "$s" "$r" "${rps%.*}" "$cpu_us_per" "$util" "${mibps:+${mibps%.*} MiB/s}" >&2
+}
+
+# ---------------------------------------------------------------- phases ----
+declare -A SERVER_PID=()
+
+phase_load() {
+  local s mode
+  log "starting servers (pinned to CPU $SERVER_CPU)"
+  for s in $SERVERS; do
+    for mode in tls h2c; do
+      start_server "$s" "$mode"
+      SERVER_PID[$s-$mode]=$SPID
+      # warm-up: file cache, TLS context, allocator
+      h2load_run "$WORK/out/warmup-$s-$mode.txt" "" -n 2000 -c 4 -m 8 "$(url_of "$s" "$mode" /index.html)"
+      grep -q "2000 succeeded" "$WORK/out/warmup-$s-$mode.txt" ||
+        { cat "$WORK/out/warmup-$s-$mode.txt" >&2; die "$s ($mode) warm-up failed"; }
+    done
+  done
+  local -a servers
+  read -r -a servers <<<"$SERVERS"
+  local r w i k=${#servers[@]}
+  for r in $(seq 1 "$ROUNDS"); do
+    log "round $r of $ROUNDS"
+    for w in $WORKLOADS; do
+      # rotate the starting server each round (A B C D E, B C D E A, ...)
+      for i in $(seq 0 $((k - 1))); do
+        run_workload "$w" "${servers[$(((i + r - 1) % k))]}" "$r"
+      done
+    done
+  done
+  cleanup
+}
+
+phase_memory() {
+  local s mode before after n=$IDLE_CONNS
+  log "idle memory: $n idle HTTP/2 connections per server (fresh process each)"
+  for s in $SERVERS; do
+    for mode in tls h2c; do
+      start_server "$s" "$mode"
+      h2load_run "$WORK/out/memwarm-$s-$mode.txt" "" -n 200 -c 2 -m 4 "$(url_of "$s" "$mode" /index.html)"
+      sleep 0.3
+      before=$($PY "$LIB" rss "$SPID")
+      local fifo=$WORK/run/hold-$s-$mode
+      rm -f "$fifo"
+      mkfifo "$fifo"
+      taskset -c "$CLIENT_CPU" "$PY" "$LIB" hold 127.0.0.1 "$(port_of "$s" "$mode")" "$n" "$mode" \
+        <"$fifo" >"$WORK/out/hold-$s-$mode.txt" 2>&1 &
+      local hp=$!
+      PIDS+=("$hp")
+      exec 7>"$fifo"  # holds the helper's stdin open
+      local i ok=0
+      for i in $(seq 1 1200); do
+        if grep -q '^ready' "$WORK/out/hold-$s-$mode.txt" 2>/dev/null; then ok=1; break; fi
+        kill -0 "$hp" 2>/dev/null || break
+        sleep 0.1
+      done
+      if [ "$ok" = 1 ]; then
+        after=$($PY "$LIB" rss "$SPID")
+        local per
+        per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
+        emit "idle-$mode" "RSS growth" "KiB/conn" "$s" 1 "$per"
+        printf '   idle-%s %-16s %s KiB before, %s KiB after %s conns: %s KiB/conn\n' \
+          "$mode" "$s" "$before" "$after" "$n" "$per" >&2
+      else
+        log "WARNING: idle $s $mode: helper failed: $(tail -2 "$WORK/out/hold-$s-$mode.txt")"
+      fi
+      exec 7>&-
+      wait "$hp" 2>/dev/null || true
+      stop_server "$LPID"
+    done
+  done
+}
+
+# Server instructions per request, user space only, counted by callgrind (the
+# perf "instructions" counter is not available on every VM). Three callgrind
+# dumps (counters are zeroed after each): start-up + warm-up | a run of N/4
+# requests | a run of N requests. Ir/req = (Ir3 - Ir2) / (req3 - req2): both
+# runs open the same 32 connections, so handshakes and teardown cancel out.
+cg_dump() {  # PID PORT: dump, poking the server with bare TCP connects so it
+  # reaches a point where callgrind reads its command file (a process blocked
+  # in epoll_wait does not).
+  callgrind_control -d "$1" >/dev/null 2>&1 &
+  local cc=$! i
+  for i in $(seq 1 300); do
+    kill -0 "$cc" 2>/dev/null || break
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null || true
+    sleep 0.1
+  done
+  wait "$cc" 2>/dev/null || true
+}
+
+cg_total() {  # callgrind output file -> total Ir
+  sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1
+}
+
+phase_callgrind() {
+  command -v valgrind >/dev/null || { log "no valgrind: skipping instruction counts"; return 0; }
+  local s mode n n1
+  n=$(scaled 20000)
+  n1=$(((n + 3) / 4))
+  log "instructions per request under callgrind ($n minus $n1 requests, -c 32 -m 16)"
+  for s in $SERVERS; do
+    for mode in tls h2c; do
+      local prefix=$WORK/out/callgrind-$s-$mode port url
+      rm -f "$prefix".*
+      port=$(port_of "$s" "$mode")
+      url=$(url_of "$s" "$mode" /index.html)
+      start_server "$s" "$mode" valgrind --tool=callgrind --callgrind-out-file="$prefix.%p" \
+        --dump-line=no --compress-strings=no
+      h2load_run "$WORK/out/cgwarm-$s-$mode.txt" "" -n 500 -c 4 -m 8 "$url"
+      cg_dump "$SPID" "$port"
+      h2load_run "$WORK/out/cg1-$s-$mode.txt" "" -n "$n1" -c 32 -m 16 "$url"
+      cg_dump "$SPID" "$port"
+      h2load_run "$WORK/out/cg2-$s-$mode.txt" "" -n "$n" -c 32 -m 16 "$url"
+      cg_dump "$SPID" "$port"
+      local d2 d3 r1 r2
+      d2=$(ls -1 "$prefix".*.2 2>/dev/null | head -1 || true)
+      d3=$(ls -1 "$prefix".*.3 2>/dev/null | head -1 || true)
+      r1=$($PY "$LIB" h2load "$WORK/out/cg1-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
+      r2=$($PY "$LIB" h2load "$WORK/out/cg2-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
+      if [ -n "$d2" ] && [ -n "$d3" ] && [ "${r1:-0}" -gt 0 ] && [ "${r2:-0}" -gt "${r1:-0}" ]; then
+        local i2 i3 per
+        i2=$(cg_total "$d2")
+        i3=$(cg_total "$d3")
+        per=$(awk -v a="$i3" -v b="$i2" -v n="$((r2 - r1))" 'BEGIN { printf "%.0f", (a - b) / n }')
+        emit "$mode-1k-callgrind" "instructions (user)" "Ir/req" "$s" 1 "$per"
+        printf '   callgrind %-4s %-16s (%s - %s) Ir / (%s - %s) req = %s Ir/req\n' \
+          "$mode" "$s" "$i3" "$i2" "$r2" "$r1" "$per" >&2
+      else
+        log "WARNING: callgrind $s $mode: missing dumps or requests (see $prefix.*)"
+      fi
+      stop_server "$LPID"
+    done
+  done
+}
+
+# -------------------------------------------------------------------- main --
+main() {
+  [ "$(ulimit -Hn)" -ge 20000 ] || die "need a hard RLIMIT_NOFILE >= 20000 (ulimit -Hn)"
+  ulimit -n 20000
+  [ "$DO_INSTALL" = 1 ] && install_deps
+  build
+  prepare
+  : >"$WORK/results.tsv"
+  local t0=$SECONDS
+  {
+    echo "# h2loop bench $(date -u +%FT%TZ) rounds=$ROUNDS scale=$SCALE"
+    local what
+    if [ -n "$BINARY" ]; then what="binary $BINARY"; else what="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"; fi
+    echo "# h2loop $what; $(nginx -v 2>&1); $(h2o --version 2>&1 | head -1); $(nghttpd --version 2>&1 | head -1); $(h2load --version 2>&1 | head -1)"
+  } >"$WORK/header.txt"
+  [ "$DO_MEMORY" = 1 ] && phase_memory
+  phase_load
+  [ "$DO_CALLGRIND" = 1 ] && phase_callgrind
+  {
+    cat "$WORK/header.txt"
+    echo
+    $PY "$LIB" table "$WORK/results.tsv"
+  } >"$WORK/table.md"
+  echo
+  cat "$WORK/table.md"
+  log "done in $((SECONDS - t0)) s; raw rows: $WORK/results.tsv"
+}
+
+main
