@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <ctime>
@@ -48,7 +49,8 @@ Connection::Connection(Worker& worker, int fd, std::unique_ptr<Transport> transp
     : worker_(worker),
       fd_(fd),
       transport_(std::move(transport)),
-      out_(worker.config().output_high_watermark, worker.config().output_low_watermark) {
+      out_(worker.config().output_high_watermark, worker.config().output_low_watermark,
+           &worker.blockCache()) {
   accepted_at_ = worker_.loop().now();
   last_activity_ = accepted_at_;
 }
@@ -121,8 +123,10 @@ void Connection::drain() {
   (void)session_->shutdownNotice();
   writeOutput();
   if (!open()) return;
-  // The final GOAWAY about one round trip later, via the timer.
-  timer_->arm(worker_.config().goaway_delay);
+  // The final GOAWAY about one round trip later, via the timer (armTimer
+  // keeps this deadline whatever else re-arms it meanwhile).
+  goaway_at_ = worker_.loop().now() + worker_.config().goaway_delay;
+  armTimer();
 }
 
 void Connection::armTimer() {
@@ -135,6 +139,12 @@ void Connection::armTimer() {
     case State::kLingering:
       d = cfg.linger_timeout;
       break;
+    case State::kDraining:
+      if (!goaway_sent_) {
+        d = std::max(ev::Duration::zero(), goaway_at_ - worker_.loop().now());
+        break;
+      }
+      [[fallthrough]];
     default:
       timer_for_write_ = wantsToWrite();
       d = timer_for_write_ ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
@@ -499,8 +509,14 @@ void Connection::serveStatic(h2::Stream& stream) {
 
   h2::ResponseBody body = h2::ResponseBody::none();
   if (resp.file) {
-    body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
-                                  static_cast<uint64_t>(resp.content_length));
+    // Small files come from the cache's memory (copied into the stream's
+    // reused storage); larger ones are pread straight into the output.
+    if (const std::string* content = resp.file.get()->content()) {
+      body = h2::ResponseBody::bytes(*content);
+    } else {
+      body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
+                                    static_cast<uint64_t>(resp.content_length));
+    }
   } else if (!resp.body.empty()) {
     body = h2::ResponseBody::bytes(resp.body);
   } else if (resp.content_length >= 0 && resp.status == 200) {

@@ -98,6 +98,20 @@ CachedFile::CachedFile(int fd, const struct stat& st, std::string_view content_t
   etag_.assign({buf, static_cast<std::size_t>(p - buf)});
 
   formatHttpDate(mtime_sec_, last_modified_);
+
+  if (size_ > 0 && size_ <= kMaxInlineContent) {
+    content_.resize(static_cast<size_t>(size_));
+    size_t done = 0;
+    while (done < content_.size()) {
+      const ssize_t n =
+          ::pread(fd_, content_.data() + done, content_.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // changed under us: serve through the fd instead
+      done += static_cast<size_t>(n);
+    }
+    has_content_ = done == content_.size();
+    if (!has_content_) std::string().swap(content_);
+  }
 }
 
 CachedFile::~CachedFile() {

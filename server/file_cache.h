@@ -120,6 +120,13 @@ class CachedFile final : public h2::FileHandle {
   // index.html is text/html).
   [[nodiscard]] std::string_view contentType() const noexcept { return content_type_; }
   [[nodiscard]] int refCount() const noexcept { return refs_; }
+  // Files of at most kMaxInlineContent bytes are read once when opened and
+  // served from memory (no pread per request); the bytes match size() and
+  // etag() of this entry. nullptr when not held in memory.
+  static constexpr int64_t kMaxInlineContent = 16 * 1024;
+  [[nodiscard]] const std::string* content() const noexcept {
+    return has_content_ ? &content_ : nullptr;
+  }
 
  private:
   friend class FileCache;
@@ -136,6 +143,8 @@ class CachedFile final : public h2::FileHandle {
   dev_t dev_;
   ino_t ino_;
   std::string_view content_type_;
+  std::string content_;
+  bool has_content_ = false;
   InlineString<kMaxEtagLen> etag_;
   char last_modified_[kHttpDateLen];
   // Outlives the cache if needed, so a late release() can still decrement the counter.

@@ -101,6 +101,25 @@ TEST_P(FileCacheTest, MissThenHitSharesOneFile) {
   EXPECT_EQ(s.revalidations, 0u);
 }
 
+TEST_P(FileCacheTest, SmallFilesAreHeldInMemoryLargeOnesAreNot) {
+  const std::string small(CachedFile::kMaxInlineContent, 's');
+  const std::string large(CachedFile::kMaxInlineContent + 1, 'l');
+  writeFile(root_ / "small.bin", small);
+  writeFile(root_ / "large.bin", large);
+  FileCache cache(root_, config());
+  AcquireResult s = cache.acquire("small.bin", 0);
+  AcquireResult l = cache.acquire("large.bin", 0);
+  ASSERT_EQ(s.status, OpenStatus::kOk);
+  ASSERT_EQ(l.status, OpenStatus::kOk);
+  ASSERT_NE(s.file->content(), nullptr);
+  EXPECT_TRUE(*s.file->content() == small);
+  EXPECT_EQ(l.file->content(), nullptr);  // served through the fd
+  EXPECT_EQ(l.file->size(), static_cast<int64_t>(large.size()));
+  AcquireResult a = cache.acquire("a.txt", 0);
+  ASSERT_NE(a.file->content(), nullptr);
+  EXPECT_EQ(*a.file->content(), "aaa");
+}
+
 TEST_P(FileCacheTest, ErrorsAreNotCached) {
   FileCache cache(root_, config());
   EXPECT_EQ(cache.acquire("missing.txt", 0).status, OpenStatus::kNotFound);
