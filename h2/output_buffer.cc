@@ -5,13 +5,27 @@
 
 namespace h2loop::h2 {
 
-OutputBuffer::OutputBuffer(size_t high_watermark, size_t low_watermark)
+std::unique_ptr<uint8_t[]> BlockCache::take() {
+  if (free_.empty()) return std::unique_ptr<uint8_t[]>(new uint8_t[block_size_]);
+  std::unique_ptr<uint8_t[]> block = std::move(free_.back());
+  free_.pop_back();
+  return block;
+}
+
+void BlockCache::give(std::unique_ptr<uint8_t[]> block) {
+  if (block != nullptr && free_.size() < max_blocks_) free_.push_back(std::move(block));
+}
+
+OutputBuffer::OutputBuffer(size_t high_watermark, size_t low_watermark, BlockCache* cache)
     : capacity_(high_watermark + kFrameHeadroom), high_(high_watermark), low_(low_watermark) {
   assert(high_watermark > 0);
   assert(low_watermark <= high_watermark);
+  cache_ = cache != nullptr && cache->blockSize() == capacity_ ? cache : nullptr;
 }
 
-OutputBuffer::~OutputBuffer() = default;
+OutputBuffer::~OutputBuffer() {
+  if (cache_ != nullptr) cache_->give(std::move(storage_));
+}
 
 void OutputBuffer::consume(size_t n) {
   assert(n <= size());
@@ -45,7 +59,11 @@ void OutputBuffer::commit(size_t n) {
 
 bool OutputBuffer::releaseIfEmpty() {
   if (!empty() || storage_ == nullptr) return false;
-  storage_.reset();
+  if (cache_ != nullptr) {
+    cache_->give(std::move(storage_));
+  } else {
+    storage_.reset();
+  }
   head_ = 0;
   tail_ = 0;
   return true;
@@ -54,7 +72,8 @@ bool OutputBuffer::releaseIfEmpty() {
 void OutputBuffer::ensureAllocated() {
   if (storage_ == nullptr) {
     // Not value-initialised: the bytes are always written before use.
-    storage_.reset(new uint8_t[capacity_]);
+    storage_ =
+        cache_ != nullptr ? cache_->take() : std::unique_ptr<uint8_t[]>(new uint8_t[capacity_]);
     head_ = 0;
     tail_ = 0;
   }

@@ -4,8 +4,33 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 namespace h2loop::h2 {
+
+// Free storage blocks of one size, kept for reuse by the OutputBuffers of
+// one thread (a worker): a busy connection takes a block when it has output
+// and gives it back when its output drains, without touching malloc; idle
+// connections hold none. At most max_blocks are kept; the rest are freed.
+// Not thread-safe; must outlive the buffers that use it.
+class BlockCache {
+ public:
+  BlockCache(size_t block_size, size_t max_blocks)
+      : block_size_(block_size), max_blocks_(max_blocks) {}
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+
+  [[nodiscard]] size_t blockSize() const { return block_size_; }
+  [[nodiscard]] size_t cached() const { return free_.size(); }
+  // A block of blockSize() bytes (uninitialised).
+  [[nodiscard]] std::unique_ptr<uint8_t[]> take();
+  void give(std::unique_ptr<uint8_t[]> block);
+
+ private:
+  size_t block_size_;
+  size_t max_blocks_;
+  std::vector<std::unique_ptr<uint8_t[]>> free_;
+};
 
 // The connection's bounded outgoing byte buffer.
 //
@@ -29,8 +54,10 @@ class OutputBuffer {
   static constexpr size_t kDefaultLowWatermark = 16 * 1024;
 
   // Requires low_watermark <= high_watermark and high_watermark > 0.
+  // With a cache whose blockSize() equals capacity(), storage blocks come
+  // from and go back to it.
   explicit OutputBuffer(size_t high_watermark = kDefaultHighWatermark,
-                        size_t low_watermark = kDefaultLowWatermark);
+                        size_t low_watermark = kDefaultLowWatermark, BlockCache* cache = nullptr);
   ~OutputBuffer();
 
   OutputBuffer(const OutputBuffer&) = delete;
@@ -75,6 +102,7 @@ class OutputBuffer {
   void ensureAllocated();
   void compact();
 
+  BlockCache* cache_;
   std::unique_ptr<uint8_t[]> storage_;
   size_t head_ = 0;
   size_t tail_ = 0;

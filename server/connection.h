@@ -97,6 +97,7 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   std::unique_ptr<ev::Timer> timer_;
   ev::Clock::time_point last_activity_;
   ev::Clock::time_point accepted_at_;
+  ev::Clock::time_point goaway_at_;  // draining: when the final GOAWAY is due
   h2::OutputBuffer out_;
   size_t reported_buffered_ = 0;
   // Declared last: destroyed first, while everything its onStreamClosed

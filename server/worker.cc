@@ -53,7 +53,9 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
       files_(std::make_unique<StaticFiles>(
           shared.config->root,
           FileCacheConfig{shared.config->file_cache_ttl_ms, shared.config->file_cache_entries})),
-      read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)) {
+      read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
+      block_cache_(std::make_unique<h2::BlockCache>(
+          shared.config->output_high_watermark + h2::OutputBuffer::kFrameHeadroom, 64)) {
   counters_.pool_capacity.set(static_cast<int64_t>(pool_->capacity()));
   for (int fd : listen_fds)
     listeners_.push_back(Listener{fd, nullptr});

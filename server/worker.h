@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "eventloop/loop.h"
+#include "h2/output_buffer.h"
 #include "h2/stream_pool.h"
 #include "server/config.h"
 #include "server/counters.h"
@@ -68,6 +69,8 @@ class Worker {
   // Scratch buffer for reads: the session consumes input synchronously, so
   // one buffer serves every connection of the worker.
   [[nodiscard]] uint8_t* readBuffer() { return read_buffer_.get(); }
+  // Output blocks shared by this worker's connections (see h2::BlockCache).
+  [[nodiscard]] h2::BlockCache& blockCache() { return *block_cache_; }
   static constexpr size_t kReadBufferSize = 32 * 1024;
   // IMF-fixdate of the current second, for the date header.
   [[nodiscard]] std::string_view httpDate();
@@ -105,6 +108,7 @@ class Worker {
   std::unique_ptr<h2::StreamPool> pool_;
   std::unique_ptr<StaticFiles> files_;
   std::unique_ptr<uint8_t[]> read_buffer_;
+  std::unique_ptr<h2::BlockCache> block_cache_;
   WorkerCounters counters_;
   HttpDateCache date_cache_;
   std::vector<Listener> listeners_;

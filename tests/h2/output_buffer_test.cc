@@ -91,3 +91,41 @@ TEST(OutputBuffer, FullConsumeResetsHeadWithoutMove) {
 
 }  // namespace
 }  // namespace h2loop::h2
+
+namespace h2loop::h2 {
+namespace {
+
+TEST(BlockCache, BuffersReuseBlocksAndTheCacheIsBounded) {
+  OutputBuffer probe;
+  BlockCache cache(probe.capacity(), 2);
+  const uint8_t* first_block = nullptr;
+  {
+    OutputBuffer a(OutputBuffer::kDefaultHighWatermark, OutputBuffer::kDefaultLowWatermark, &cache);
+    ASSERT_TRUE(a.append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("abc"), 3)));
+    first_block = a.data();
+    a.consume(3);
+    EXPECT_TRUE(a.releaseIfEmpty());
+    EXPECT_EQ(cache.cached(), 1u);
+    ASSERT_TRUE(a.append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("d"), 1)));
+    EXPECT_EQ(a.data(), first_block);  // the same block came back, no malloc
+    EXPECT_EQ(cache.cached(), 0u);
+  }
+  EXPECT_EQ(cache.cached(), 1u);  // the destructor gave it back
+  std::vector<std::unique_ptr<OutputBuffer>> many;
+  for (int i = 0; i < 4; ++i) {
+    many.push_back(std::make_unique<OutputBuffer>(OutputBuffer::kDefaultHighWatermark,
+                                                  OutputBuffer::kDefaultLowWatermark, &cache));
+    (void)many.back()->tailSpace(1);
+  }
+  many.clear();
+  EXPECT_EQ(cache.cached(), 2u);  // at most max_blocks are kept
+  // A cache of another block size is not used.
+  BlockCache other(probe.capacity() + 1, 2);
+  OutputBuffer b(OutputBuffer::kDefaultHighWatermark, OutputBuffer::kDefaultLowWatermark, &other);
+  (void)b.tailSpace(1);
+  EXPECT_TRUE(b.releaseIfEmpty());
+  EXPECT_EQ(other.cached(), 0u);
+}
+
+}  // namespace
+}  // namespace h2loop::h2
