@@ -136,6 +136,12 @@ TlsContext::TlsContext(const TlsOptions& options)
   }
 
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  // Read-ahead: one recv() takes in as many records as are there (instead of
+  // a header read and a body read per record). Buffered raw bytes make no
+  // readiness event: TlsTransport::hasPendingInput() uses SSL_has_pending().
+  SSL_CTX_set_read_ahead(ctx, 1);
+  // One resumption ticket per handshake is enough for a browser-like client.
+  SSL_CTX_set_num_tickets(ctx, 1);
   static constexpr unsigned char kSessionIdContext[] = "h2loop";
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
   // Session tickets are on by default (no SSL_OP_NO_TICKET); the ticket key is per process.

@@ -285,7 +285,9 @@ IoResult TlsTransport::writev(const struct iovec* iov, int iovcnt) {
 }
 
 bool TlsTransport::hasPendingInput() const {
-  return ssl_ != nullptr && SSL_pending(ssl_) > 0;
+  // SSL_has_pending, not SSL_pending: with read-ahead, whole records may
+  // wait in the SSL object's raw buffer, not yet decrypted.
+  return ssl_ != nullptr && SSL_has_pending(ssl_) == 1;
 }
 
 void TlsTransport::shutdownWrite() {
