@@ -47,6 +47,7 @@ int IoWatch::setInterest(uint32_t interest) {
 DetachOutcome IoWatch::close() {
   if (closed_) return DetachOutcome::kAlreadyClosed;
   closed_ = true;
+  dropActivation();
   // No early return below: every branch ends with the watch closed and the
   // counters right, and the caller goes on to its final destruction.
   DetachOutcome outcome;
@@ -59,6 +60,29 @@ DetachOutcome IoWatch::close() {
     outcome = fd_ < 0 ? DetachOutcome::kFdInvalid : DetachOutcome::kFdGone;
   }
   return outcome;
+}
+
+void IoWatch::activate(uint32_t ready) {
+  if (closed_ || ready == 0) return;
+  if (activated_ == 0) {
+    activation_seq_ = ++loop_.activation_seq_;
+    const bool first = loop_.activated_.empty();
+    loop_.activated_.push_back(this);
+    if (first) loop_.backendActivated();
+  }
+  activated_ |= ready;
+}
+
+void IoWatch::dropActivation() {
+  if (activated_ == 0) return;
+  activated_ = 0;
+  auto& queue = loop_.activated_;
+  for (auto it = queue.begin(); it != queue.end(); ++it) {
+    if (*it == this) {
+      queue.erase(it);  // the queue holds a handful at most
+      break;
+    }
+  }
 }
 
 // ---- Timer -----------------------------------------------------------------
@@ -181,6 +205,7 @@ void Loop::run() {
     }
     updateNow();
     backendRunOnce(!hasPendingWork());
+    runActivated();
     drainDeferred();
   }
 }
@@ -194,7 +219,7 @@ void Loop::stop() {
 }
 
 bool Loop::hasPendingWork() const {
-  if (!deferred_.empty()) return true;
+  if (!deferred_.empty() || !activated_.empty()) return true;
   std::lock_guard<std::mutex> lock(post_mutex_);
   return !posted_.empty() || stop_requested_;
 }
@@ -206,6 +231,7 @@ LoopStats Loop::stats() const {
   s.timers = timers_;
   s.armed_timers = timer_heap_->size();
   s.pending_deletions = deferred_.size();
+  s.pending_activations = activated_.size();
   std::lock_guard<std::mutex> lock(post_mutex_);
   s.pending_posts = posted_.size();
   return s;
@@ -246,6 +272,19 @@ void Loop::runExpiredTimers() {
       t->cb_ = std::move(cb);
     }
     drainDeferred();
+  }
+}
+
+void Loop::runActivated() {
+  // Only what was queued before this call: a watch that re-activates itself
+  // waits for the next iteration, after the next poll for I/O.
+  const uint64_t horizon = activation_seq_;
+  while (!activated_.empty() && activated_.front()->activation_seq_ <= horizon) {
+    IoWatch* w = activated_.front();
+    activated_.erase(activated_.begin());
+    const uint32_t ready = w->activated_;
+    w->activated_ = 0;
+    dispatchIo(w, ready);
   }
 }
 

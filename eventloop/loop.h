@@ -30,7 +30,10 @@
 //   * Timers fire once per arm(), in deadline order (ties: arming order); the
 //     heap is shared code, the backend only sleeps until nextDeadline().
 //   * After every callback the backend dispatches (I/O, timer, wake-up), it
-//     calls afterCallback(), which runs the deferred deletions.
+//     calls drainDeferred() (dispatchIo and runExpiredTimers do it for you).
+//   * Activations (IoWatch::activate) are run by the shared Loop::run(); a
+//     backend that can be driven by someone else's loop (libevent embedding)
+//     overrides backendActivated() to get runActivated() called soon.
 
 #include <chrono>
 #include <cstddef>
@@ -104,9 +107,20 @@ class IoWatch final {
   // Idempotent. After it returns the callback is never called again.
   DetachOutcome close();
 
+  // Delivers `ready` to the callback on the next loop iteration whether or
+  // not the fd is ready (libev's ev_feed_event, libevent's event_active).
+  // For input that waits in user space where the kernel cannot report it
+  // (TLS records already read into the SSL object). Bits of repeated calls
+  // before the delivery are merged; one delivery per iteration at most, so a
+  // callback that re-activates itself cannot starve I/O or timers. A closed
+  // watch drops its pending activation. No effect after close().
+  void activate(uint32_t ready);
+  [[nodiscard]] bool activated() const { return activated_ != 0; }
+
  private:
   friend class Loop;
   IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb);
+  void dropActivation();
 
   Loop& loop_;
   int fd_;
@@ -117,6 +131,8 @@ class IoWatch final {
   Callback cb_;
   bool* destroyed_flag_ = nullptr;  // set while the callback runs
   void* backend_ = nullptr;         // the backend's per-registration record
+  uint32_t activated_ = 0;          // readiness queued by activate()
+  uint64_t activation_seq_ = 0;     // queue position, for the one-per-iteration bound
 };
 
 // A one-shot timer that can be re-armed. Created by Loop::timer(). Arming an
@@ -158,12 +174,13 @@ class DeferredDeletable {
 };
 
 struct LoopStats {
-  size_t watches = 0;            // live IoWatch objects (closed or not)
-  size_t registered = 0;         // watches still registered with the backend
-  size_t timers = 0;             // live Timer objects
-  size_t armed_timers = 0;       // of which armed
-  size_t pending_deletions = 0;  // objects waiting in the deferred-delete list
-  size_t pending_posts = 0;      // functions waiting to run from post()
+  size_t watches = 0;              // live IoWatch objects (closed or not)
+  size_t registered = 0;           // watches still registered with the backend
+  size_t timers = 0;               // live Timer objects
+  size_t armed_timers = 0;         // of which armed
+  size_t pending_deletions = 0;    // objects waiting in the deferred-delete list
+  size_t pending_posts = 0;        // functions waiting to run from post()
+  size_t pending_activations = 0;  // watches with an undelivered activate()
 };
 
 class Loop {
@@ -234,6 +251,11 @@ class Loop {
   virtual void backendRunOnce(bool may_block) = 0;
   // Wakes a backendRunOnce() blocked on another thread. Any thread.
   virtual void backendWakeup() = 0;
+  // Called when the first activation is queued. Loop::run() delivers them
+  // after each backendRunOnce() (and does not block while any is queued); a
+  // backend whose base may be run by an embedding application instead makes
+  // sure runActivated() is called soon (libevent: event_active).
+  virtual void backendActivated() {}
 
   // ---- for backends ------------------------------------------------------
   // Delivers readiness to `w` unless it was closed meanwhile; then drains.
@@ -246,6 +268,8 @@ class Loop {
   [[nodiscard]] const Clock::time_point* nextDeadline() const;
   // Runs the functions queued by post(); called by the backend on wake-up.
   void runPosted();
+  // Delivers the activations queued before the call, in activation order.
+  void runActivated();
   // Backends call this first thing in their destructor, while the backend is
   // still whole: it runs the deferred deletions (their owners' watches and
   // timers detach through the backend) and drops posted functions.
@@ -267,6 +291,9 @@ class Loop {
   std::vector<std::unique_ptr<DeferredDeletable>> deferred_;
   std::vector<std::unique_ptr<DeferredDeletable>> draining_;
   bool draining_now_ = false;
+
+  std::vector<IoWatch*> activated_;  // queued by IoWatch::activate, in order
+  uint64_t activation_seq_ = 0;
 
   mutable std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;  // guarded by post_mutex_

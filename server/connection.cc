@@ -280,9 +280,14 @@ void Connection::startSession() {
 
 void Connection::readInput() {
   uint8_t* buf = worker_.readBuffer();
+  // Assume we stop early; the kernel-drained exits below clear it.
+  input_pending_ = true;
   for (int i = 0; i < kReadBudget && !read_paused_; ++i) {
     IoResult r = transport_->read(buf, Worker::kReadBufferSize);
-    if (r.status == IoStatus::kWouldBlock) return;
+    if (r.status == IoStatus::kWouldBlock) {
+      input_pending_ = false;
+      return;
+    }
     if (r.status != IoStatus::kOk) {
       closeOnIo(r.status, "read");
       return;
@@ -312,7 +317,10 @@ void Connection::readInput() {
       return;
     }
     if (out_.aboveHigh()) return;
-    if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) return;
+    if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) {
+      input_pending_ = false;
+      return;
+    }
   }
 }
 
@@ -405,6 +413,12 @@ void Connection::updateInterest() {
   if (watch_->setInterest(interest) != 0) {
     close(CloseReason::kIoError, true);
     return;
+  }
+  // Input that TLS read ahead of the records we took raises no readiness
+  // event: come back for it on the next iteration, after the other
+  // connections had their turn.
+  if (!read_paused_ && input_pending_ && transport_->hasPendingInput()) {
+    watch_->activate(ev::kRead);
   }
   // Output got stuck (or unstuck): the write timeout replaces the idle one.
   if (!timer_->armed() || timer_for_write_ != wantsToWrite()) armTimer();

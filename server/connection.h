@@ -88,6 +88,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   bool abortive_ = false;
   bool fd_gone_ = false;
   bool read_paused_ = false;  // output above high watermark: no more input
+  // readInput() stopped (budget, watermark) while the transport may still
+  // hold decrypted or read-ahead input that no readiness event will announce.
+  bool input_pending_ = false;
   bool goaway_sent_ = false;
   bool got_input_ = false;
   bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one  // the

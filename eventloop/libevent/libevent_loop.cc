@@ -24,9 +24,12 @@ class LibeventLoop final : public Loop {
     }
     wake_ev_ = event_new(base_, wakefd_, EV_READ | EV_PERSIST, &LibeventLoop::onWake, this);
     timer_ev_ = event_new(base_, -1, 0, &LibeventLoop::onTimer, this);
-    if (wake_ev_ == nullptr || timer_ev_ == nullptr || event_add(wake_ev_, nullptr) != 0) {
+    activate_ev_ = event_new(base_, -1, 0, &LibeventLoop::onActivate, this);
+    if (wake_ev_ == nullptr || timer_ev_ == nullptr || activate_ev_ == nullptr ||
+        event_add(wake_ev_, nullptr) != 0) {
       if (wake_ev_) event_free(wake_ev_);
       if (timer_ev_) event_free(timer_ev_);
+      if (activate_ev_) event_free(activate_ev_);
       ::close(wakefd_);
       if (owned_) event_base_free(base_);
       throw std::runtime_error("libevent: cannot register the wake-up event");
@@ -36,6 +39,7 @@ class LibeventLoop final : public Loop {
   ~LibeventLoop() override {
     shutdownCommon();
     event_free(timer_ev_);  // event_free deletes a pending event first
+    event_free(activate_ev_);
     event_free(wake_ev_);
     ::close(wakefd_);
     if (owned_) event_base_free(base_);
@@ -114,6 +118,15 @@ class LibeventLoop final : public Loop {
     } while (rc < 0 && errno == EINTR);
   }
 
+  // An application running the base itself (embedding) never calls
+  // Loop::run(): a zero timeout has libevent deliver the activations on its
+  // next pass. Not event_active(): libevent runs events activated from a
+  // callback in the same pass, so a watch re-activating itself would spin.
+  void backendActivated() override {
+    static const timeval kZero{0, 0};
+    event_add(activate_ev_, &kZero);
+  }
+
  private:
   int apply(Reg* reg, uint32_t from, uint32_t to) {
     if ((from ^ to) & kRead) {
@@ -151,6 +164,12 @@ class LibeventLoop final : public Loop {
     loop->runPosted();
   }
 
+  static void onActivate(evutil_socket_t, short, void* arg) {
+    auto* loop = static_cast<LibeventLoop*>(arg);
+    loop->updateNow();
+    loop->runActivated();
+  }
+
   static void onTimer(evutil_socket_t, short, void* arg) {
     auto* loop = static_cast<LibeventLoop*>(arg);
     loop->updateNow();
@@ -165,6 +184,7 @@ class LibeventLoop final : public Loop {
   int wakefd_ = -1;
   event* wake_ev_ = nullptr;
   event* timer_ev_ = nullptr;
+  event* activate_ev_ = nullptr;
 };
 
 }  // namespace

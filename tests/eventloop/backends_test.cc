@@ -84,5 +84,28 @@ TEST(LibeventEmbedding, RunsOnTheApplicationsBaseAndLeavesItClean) {
   ::close(fds[1]);
 }
 
+// An application that runs the base itself still gets activations delivered.
+TEST(LibeventEmbedding, ActivationsRunWhenTheApplicationDrivesTheBase) {
+  event_base* base = event_base_new();
+  ASSERT_NE(base, nullptr);
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  {
+    auto loop = ev::makeLibeventLoop(base);
+    uint32_t got = 0;
+    auto w = loop->watch(fds[0], ev::kRead, [&](uint32_t ready) {
+      got = ready;
+      event_base_loopbreak(base);
+    });
+    w->activate(ev::kRead);
+    event_base_dispatch(base);  // the fd is never readable: only the activation ends it
+    EXPECT_EQ(got, ev::kRead);
+    EXPECT_EQ(loop->stats().pending_activations, 0u);
+  }
+  event_base_free(base);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 }  // namespace
 }  // namespace h2loop::test

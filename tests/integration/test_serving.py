@@ -114,6 +114,23 @@ class Serving(ServerTestCase):
             self.assertEqual(c.responses[s]["status"], 200)
         c.close()
 
+    def test_requests_arriving_together_in_many_tls_records_are_all_answered(self):
+        # Corked: 60 requests, each its own TLS record (one write each), reach
+        # the server in one segment. TLS reads them ahead into user space where
+        # no readiness event announces them: the server must come back for
+        # them by itself (a CI run once stalled here until the client gave up).
+        # The client stays silent afterwards (no WINDOW_UPDATE, settings
+        # already exchanged), so nothing else wakes the server up.
+        c = H2Client(self.server)
+        self.assertEqual(c.get("/index.html")["status"], 200)
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        sids = [c.request("/index.html") for _ in range(60)]
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        self.assertTrue(c.pump(lambda cl: all(cl.responses[s]["ended"] for s in sids),
+                               timeout=10, ack_data=False))
+        self.assertEqual([c.responses[s]["status"] for s in sids], [200] * len(sids))
+        c.close()
+
     def test_metrics_count_the_asker(self):
         m = self.server.metrics()
         self.assertEqual(m["h2loop_connections_active"], 1)
