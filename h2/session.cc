@@ -46,6 +46,9 @@ struct Session::Callbacks {
   static int frameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     return self(ud)->onFrameRecv(frame);
   }
+  static int frameSend(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    return self(ud)->onFrameSend(frame);
+  }
   static int dataChunkRecv(nghttp2_session*, uint8_t /*flags*/, int32_t stream_id,
                            const uint8_t* data, size_t len, void* ud) {
     return self(ud)->onDataChunkRecv(stream_id, data, len);
@@ -75,6 +78,7 @@ struct Session::Callbacks {
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, beginHeaders);
         nghttp2_session_callbacks_set_on_header_callback(cbs, header);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, frameRecv);
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frameSend);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, dataChunkRecv);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, streamClose);
         nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
@@ -317,6 +321,17 @@ int Session::onHeader(const nghttp2_frame* frame, const uint8_t* name, size_t na
 
 int Session::onFrameRecv(const nghttp2_frame* frame) {
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_DATA && !end_stream && frame->hd.length <= frame->data.padlen) {
+    if (++empty_data_in_a_row_ > config_.max_empty_data_frames && goaway_error_sent_ == 0) {
+      // Graceful for the streams already under way; nothing new is read.
+      (void)nghttp2_session_terminate_session(ngh_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
+      goaway_error_sent_ = NGHTTP2_ENHANCE_YOUR_CALM;  // before it is even sent
+    }
+    return 0;
+  }
+  if (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) {
+    empty_data_in_a_row_ = 0;
+  }
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
       Stream* s = findStream(frame->hd.stream_id);
@@ -343,6 +358,13 @@ int Session::onFrameRecv(const nghttp2_frame* frame) {
     default:
       return 0;
   }
+}
+
+int Session::onFrameSend(const nghttp2_frame* frame) {
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+    goaway_error_sent_ = frame->goaway.error_code;
+  }
+  return 0;
 }
 
 int Session::onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len) {

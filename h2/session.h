@@ -41,6 +41,11 @@ struct SessionConfig {
   size_t max_settings = 32;
   // Queued outgoing SETTINGS/PING ACKs before the peer counts as flooding.
   size_t max_outbound_ack = 1000;
+  // DATA frames in a row with no payload and no END_STREAM (padding only
+  // counts as none) before GOAWAY(ENHANCE_YOUR_CALM): each costs a frame's
+  // work and moves nothing, and flow control does not bound them
+  // (CVE-2019-9518). nghttp2 has no limit of its own for them.
+  uint32_t max_empty_data_frames = 64;
 };
 
 // The server's side of a Session. Every callback runs synchronously from
@@ -163,6 +168,10 @@ class Session {
 
   [[nodiscard]] const std::string& lastError() const { return error_; }
   [[nodiscard]] int lastErrorCode() const { return error_code_; }
+  // The error code of the last GOAWAY sent with one (0: none, or only
+  // NO_ERROR): the session ended the connection over the peer's conduct
+  // (protocol error, flood, rapid reset), whether nghttp2 decided it or we did.
+  [[nodiscard]] uint32_t goawayErrorSent() const { return goaway_error_sent_; }
 
  private:
   friend class Stream;
@@ -179,6 +188,7 @@ class Session {
   int onHeader(const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                const uint8_t* value, size_t valuelen);
   int onFrameRecv(const nghttp2_frame* frame);
+  int onFrameSend(const nghttp2_frame* frame);
   int onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len);
   int onStreamClose(int32_t stream_id, uint32_t error_code);
   ssize_t onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* data_flags);
@@ -206,6 +216,8 @@ class Session {
   uint64_t refused_streams_ = 0;
   uint64_t header_limit_resets_ = 0;
   uint64_t file_errors_ = 0;
+  uint32_t empty_data_in_a_row_ = 0;
+  uint32_t goaway_error_sent_ = 0;
   std::string error_;
   int error_code_ = 0;
 };

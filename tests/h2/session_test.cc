@@ -647,7 +647,83 @@ TEST(Session, RapidResetFloodTerminatesConnection) {
     ASSERT_TRUE(p.pump());
   }
   EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_NE(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
   EXPECT_TRUE(p.session->finished());
+}
+
+// Opens an upload whose body never comes (HEADERS without END_STREAM).
+int32_t openUpload(Pair& p) {
+  const std::string m = ":method", post = "POST", path = ":path", slash = "/up", scheme = ":scheme",
+                    https = "https", authority = ":authority", host = "example.test";
+  const nghttp2_nv nva[] = {nv(m, post), nv(path, slash), nv(scheme, https), nv(authority, host)};
+  const int32_t id =
+      nghttp2_submit_headers(p.client.get(), NGHTTP2_FLAG_NONE, -1, nullptr, nva, 4, nullptr);
+  EXPECT_GT(id, 0);
+  p.client.streams[id];
+  return id;
+}
+
+// Raw DATA frame bytes (the client library would not send empty ones).
+std::vector<uint8_t> dataFrame(int32_t id, std::string_view payload) {
+  std::vector<uint8_t> f(9 + payload.size(), 0);
+  f[2] = static_cast<uint8_t>(payload.size());
+  f[3] = NGHTTP2_DATA;
+  f[8] = static_cast<uint8_t>(id);
+  for (size_t i = 0; i < payload.size(); ++i)
+    f[9 + i] = static_cast<uint8_t>(payload[i]);
+  return f;
+}
+
+TEST(Session, EmptyDataFloodGetsEnhanceYourCalm) {
+  SessionConfig cfg;
+  cfg.max_empty_data_frames = 10;
+  Pair p(64, cfg);
+  ASSERT_TRUE(p.pump());
+  const int32_t id = openUpload(p);
+  ASSERT_TRUE(p.pump());
+  const std::vector<uint8_t> empty = dataFrame(id, "");
+  const std::vector<uint8_t> one = dataFrame(id, "x");
+  auto feed = [&](const std::vector<uint8_t>& f, int times) {
+    for (int i = 0; i < times; ++i) {
+      ASSERT_EQ(p.session->receive(f.data(), f.size()).status, SessionStatus::kOk);
+    }
+  };
+  // Up to the limit, and a frame that carries data starts the count again.
+  feed(empty, 10);
+  feed(one, 1);
+  feed(empty, 10);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 0);
+  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_EQ(p.handler.data_bytes, 1u);
+  // One more in a row is a flood.
+  feed(empty, 1);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_FALSE(p.session->wantRead()) << "nothing more is read from a flooding peer";
+}
+
+TEST(Session, FrameLevelProtocolErrorIsReportedAsTheGoawayCodeSent) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  // WINDOW_UPDATE with a zero increment on the connection: PROTOCOL_ERROR.
+  const uint8_t bad[] = {0, 0, 4, NGHTTP2_WINDOW_UPDATE, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  ASSERT_EQ(p.session->receive(bad, sizeof bad).status, SessionStatus::kOk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_TRUE(p.session->finished());
+}
+
+TEST(Session, GracefulGoawayIsNoError) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(p.session->goaway(NGHTTP2_NO_ERROR));
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_frames, 1);
+  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
 }
 
 }  // namespace
