@@ -52,9 +52,14 @@ using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::nanoseconds;
 
 // Readiness and interest bits. Interest uses kRead/kWrite only; readiness may
-// also carry kHangup (peer closed both directions) and kError (socket error
-// pending, e.g. after a RST). A callback that sees kHangup/kError should still
-// read: the read returns the precise reason (eof, reset).
+// also carry kHangup (the peer closed its sending side, or both) and kError
+// (socket error pending, e.g. after a RST). Both are reported under any
+// non-empty interest, so an owner that paused reading (write interest only)
+// still learns that its peer is gone; it must then act (read to the EOF, or
+// close), since readiness is level-triggered. A callback that sees
+// kHangup/kError should read: the read returns the precise reason (eof,
+// reset). (libevent reports a FIN under write interest alone only with a
+// method that has EV_FEATURE_EARLY_CLOSE, such as epoll.)
 enum Events : uint32_t {
   kNone = 0,
   kRead = 1u << 0,

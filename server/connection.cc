@@ -119,6 +119,8 @@ void Connection::drain() {
     return;
   }
   if (state_ != State::kActive || !session_) return;
+  // A drain that completes counts as completed; kShutdown is kept for the
+  // connections the drain timeout cuts off.
   state_ = State::kDraining;
   (void)session_->shutdownNotice();
   writeOutput();
@@ -164,7 +166,7 @@ void Connection::onTimer() {
       return;
     case State::kLingering:
       // The client kept the connection open after GOAWAY: reset it.
-      close(CloseReason::kCompleted, true);
+      close(end_reason_, true);
       return;
     case State::kDraining:
       if (!goaway_sent_) {
@@ -195,6 +197,7 @@ void Connection::onTimer() {
   if (session_ && !goaway_sent_) {
     goaway_sent_ = true;
     state_ = State::kDraining;
+    endFor(CloseReason::kIdleTimeout);
     (void)session_->goaway(NGHTTP2_NO_ERROR);
     writeOutput();
     if (!open()) return;
@@ -226,9 +229,12 @@ void Connection::onEvent(uint32_t ready) {
   const bool read_blocked_on_write = transport_->isTls() && (ready & ev::kWrite) &&
                                      hasInterest(transport_->pendingInterest(), Interest::kWrite);
   if ((ready & ev::kWrite) && !flush()) return;
-  if (!read_paused_ &&
-      ((ready & (ev::kRead | ev::kHangup | ev::kError)) || read_blocked_on_write)) {
-    readInput();
+  // A peer that sent its FIN (or a RST) is read even while backpressure
+  // pauses reading: what is left is bounded by the socket buffer, and the
+  // EOF it ends with closes the connection now, not at the write timeout.
+  const bool peer_gone = (ready & (ev::kHangup | ev::kError)) != 0;
+  if (peer_gone || (!read_paused_ && ((ready & ev::kRead) || read_blocked_on_write))) {
+    readInput(peer_gone);
     if (!open()) return;
   }
   // Paused with an error pending: the write attempt below reports it.
@@ -278,11 +284,11 @@ void Connection::startSession() {
   if (open()) afterIo();
 }
 
-void Connection::readInput() {
+void Connection::readInput(bool despite_pause) {
   uint8_t* buf = worker_.readBuffer();
   // Assume we stop early; the kernel-drained exits below clear it.
   input_pending_ = true;
-  for (int i = 0; i < kReadBudget && !read_paused_; ++i) {
+  for (int i = 0; i < kReadBudget && (despite_pause || !read_paused_); ++i) {
     IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == IoStatus::kWouldBlock) {
       input_pending_ = false;
@@ -316,7 +322,7 @@ void Connection::readInput() {
       close(CloseReason::kProtocolError, true);
       return;
     }
-    if (out_.aboveHigh()) return;
+    if (out_.aboveHigh() && !despite_pause) return;
     if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) {
       input_pending_ = false;
       return;
@@ -389,6 +395,11 @@ void Connection::afterIo() {
     read_paused_ = false;
   }
   if (session_->finished() && out_.empty()) {
+    if (const uint32_t code = session_->goawayErrorSent(); code != NGHTTP2_NO_ERROR) {
+      spdlog::info("connection fd {}: GOAWAY({}) sent over the peer's conduct, closing", fd_,
+                   nghttp2_http2_strerror(code));
+      endFor(CloseReason::kProtocolError);
+    }
     beginLingeringClose();
     return;
   }
@@ -424,13 +435,21 @@ void Connection::updateInterest() {
   if (!timer_->armed() || timer_for_write_ != wantsToWrite()) armTimer();
 }
 
+void Connection::endFor(CloseReason reason) {
+  if (end_reason_ == CloseReason::kCompleted || reason == CloseReason::kProtocolError) {
+    end_reason_ = reason;
+  }
+}
+
 void Connection::closeOnIo(IoStatus status, std::string_view what) {
+  // The peer closing on our GOAWAY completes the end we started.
+  const bool ending = end_reason_ != CloseReason::kCompleted;
   switch (status) {
     case IoStatus::kEof:
-      close(CloseReason::kPeerEof, false);
+      close(ending ? end_reason_ : CloseReason::kPeerEof, false);
       return;
     case IoStatus::kReset:
-      close(CloseReason::kPeerReset, false);
+      close(ending ? end_reason_ : CloseReason::kPeerReset, false);
       return;
     default:
       spdlog::debug("connection fd {}: {} failed: {}", fd_, what, transport_->failureReason());
@@ -461,7 +480,7 @@ void Connection::lingerRead() {
     if (r.status == IoStatus::kOk) continue;  // discarded
     if (r.status == IoStatus::kWouldBlock) return;
     // The client closed first (FIN or RST): a passive, clean close.
-    close(CloseReason::kCompleted, false);
+    close(end_reason_, false);
     return;
   }
 }

@@ -65,7 +65,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   void handshakeStep();
   void startSession();
   // Reads what is available (bounded per event) into the session.
-  void readInput();
+  // despite_pause: the peer sent its FIN or a RST; read on to the end even
+  // above the output watermark.
+  void readInput(bool despite_pause = false);
   // Produces and writes until the socket or the watermark stops it.
   void writeOutput();
   // Flushes out_ once; returns false when the connection was closed.
@@ -78,6 +80,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   [[nodiscard]] bool wantsToWrite() const;
   void armTimer();
   [[nodiscard]] bool open() const { return state_ != State::kClosed; }
+  // We decided to end the connection for `reason` (a GOAWAY goes or went
+  // out); a protocol error outranks an idle or shutdown end.
+  void endFor(CloseReason reason);
   void closeOnIo(IoStatus status, std::string_view what);
   void serveStatic(h2::Stream& stream);
   void serveMetrics(h2::Stream& stream);
@@ -92,9 +97,12 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   // hold decrypted or read-ahead input that no readiness event will announce.
   bool input_pending_ = false;
   bool goaway_sent_ = false;
-  bool got_input_ = false;
-  bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one  // the
-                                  // client has sent something (its preface)
+  bool got_input_ = false;        // the client has sent something (its preface)
+  bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one
+  // Why a connection that we decided to end (idle timeout, the peer's
+  // protocol error) is counted when its graceful end completes, including
+  // when the peer closes first on our GOAWAY.
+  CloseReason end_reason_ = CloseReason::kCompleted;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<ev::IoWatch> watch_;
   std::unique_ptr<ev::Timer> timer_;

@@ -16,6 +16,8 @@ uint32_t toEpoll(uint32_t interest) {
   uint32_t events = 0;
   if (interest & kRead) events |= EPOLLIN;
   if (interest & kWrite) events |= EPOLLOUT;
+  // The peer's FIN is reported under any interest (see kHangup in loop.h).
+  if (events != 0) events |= EPOLLRDHUP;
   return events;
 }
 
@@ -23,7 +25,7 @@ uint32_t fromEpoll(uint32_t events) {
   uint32_t ready = 0;
   if (events & (EPOLLIN | EPOLLPRI)) ready |= kRead;
   if (events & EPOLLOUT) ready |= kWrite;
-  if (events & EPOLLHUP) ready |= kHangup;
+  if (events & (EPOLLHUP | EPOLLRDHUP)) ready |= kHangup;
   if (events & EPOLLERR) ready |= kError;
   return ready;
 }

@@ -16,6 +16,7 @@ class LibeventLoop final : public Loop {
  public:
   LibeventLoop(event_base* base, bool owned) : base_(base), owned_(owned) {
     if (base_ == nullptr) throw std::runtime_error("event_base_new failed");
+    early_close_ = (event_base_get_features(base_) & EV_FEATURE_EARLY_CLOSE) != 0;
     wakefd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wakefd_ < 0) {
       const int err = errno;
@@ -61,7 +62,11 @@ class LibeventLoop final : public Loop {
     if (::fcntl(fd, F_GETFD) < 0) return errno;  // libevent would accept a dead fd silently
     auto* reg = new Reg{this, w, nullptr, nullptr};
     reg->rd = event_new(base_, fd, EV_READ | EV_PERSIST, &LibeventLoop::onIo, reg);
-    reg->wr = event_new(base_, fd, EV_WRITE | EV_PERSIST, &LibeventLoop::onIo, reg);
+    // The peer's FIN under write interest alone (kHangup in loop.h): EV_CLOSED
+    // (EPOLLRDHUP), where the base's method supports it. Under read
+    // interest the FIN is readable anyway.
+    const short closed = early_close_ ? EV_CLOSED : 0;
+    reg->wr = event_new(base_, fd, EV_WRITE | closed | EV_PERSIST, &LibeventLoop::onIo, reg);
     if (reg->rd == nullptr || reg->wr == nullptr) {
       freeReg(reg);
       return ENOMEM;
@@ -150,6 +155,7 @@ class LibeventLoop final : public Loop {
     uint32_t ready = 0;
     if (what & EV_READ) ready |= kRead;
     if (what & EV_WRITE) ready |= kWrite;
+    if (what & EV_CLOSED) ready |= kHangup;
     loop->updateNow();
     // `reg` may be freed by the callback; only `loop` is used afterwards.
     loop->dispatchIo(reg->watch, ready);
@@ -185,6 +191,7 @@ class LibeventLoop final : public Loop {
   event* wake_ev_ = nullptr;
   event* timer_ev_ = nullptr;
   event* activate_ev_ = nullptr;
+  bool early_close_ = false;
 };
 
 }  // namespace

@@ -511,6 +511,27 @@ TEST_P(LoopContract, LoopDestroyedWithClosesPendingFreesEverything) {
   EXPECT_EQ(destroyed, kOwners);  // and LeakSanitizer sees nothing
 }
 
+TEST_P(LoopContract, PeerFinIsReportedUnderWriteInterestAlone) {
+  // An owner that paused reading (backpressure) and waits to write into a
+  // full socket still learns that the peer closed its sending side.
+  SocketPair sp;
+  const std::string chunk(64 * 1024, 'f');
+  while (::write(sp.fd[0], chunk.data(), chunk.size()) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  uint32_t got = 0;
+  auto w = loop_->watch(sp.fd[0], kWrite, [&](uint32_t ready) {
+    got = ready;
+    loop_->stop();
+  });
+  auto give_up = loop_->timer([&] { loop_->stop(); });  // a bound, not a synchronisation
+  give_up->arm(5s);
+  loop_->post([&] { ASSERT_EQ(::shutdown(sp.fd[1], SHUT_WR), 0); });
+  loop_->run();
+  EXPECT_TRUE(got & ev::kHangup) << got;
+  EXPECT_FALSE(got & kWrite) << "the socket is still full";
+}
+
 // activate(): readiness fed by the owner, for input the kernel cannot see
 // (TLS records already read into user space).
 TEST_P(LoopContract, ActivateDeliversWithoutTheFdBeingReady) {
