@@ -74,14 +74,34 @@ def served(server, path="/", timeout=10):
         c.close()
 
 
+def connect(server, timeout=10, rcvbuf=None):
+    """Like harness.connect, optionally with a small receive buffer set
+    before connecting (a client that never reads then stalls the server's
+    writes after a few KiB instead of after the kernel's megabytes)."""
+    if rcvbuf is None:
+        return harness.connect(server, timeout)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", server.port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if server.tls:
+        s = harness.tls_wrap(s)
+        assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+    return s
+
+
 class RawConn:
     """A hand-driven HTTP/2 client: writes whatever frames a test builds,
     including ones no library would send, and reads frames back."""
 
-    def __init__(self, server, preface=True, settings=None, timeout=10):
+    def __init__(self, server, preface=True, settings=None, timeout=10, rcvbuf=None):
         self.server = server
-        self.sock = harness.connect(server, timeout)
+        self.sock = connect(server, timeout, rcvbuf)
         self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.statuses = {}    # stream id -> :status of the response HEADERS
+        self.ended = set()    # stream ids whose response ended (END_STREAM)
         self.inbuf = b""
         self.frames = []      # every frame received
         self.goaways = []     # (last_stream_id, error_code)
@@ -171,6 +191,14 @@ class RawConn:
                 self.goaways.append((f.last_stream_id, f.error_code))
             elif isinstance(f, RstStreamFrame):
                 self.resets[f.stream_id] = f.error_code
+            elif isinstance(f, HeadersFrame):
+                # The server's blocks are small: one HEADERS, END_HEADERS set.
+                # Every block is decoded, in order, to keep HPACK in step.
+                fields = dict(self.decoder.decode(bytes(f.data), raw=False))
+                if ":status" in fields and f.stream_id not in self.statuses:
+                    self.statuses[f.stream_id] = int(fields[":status"])
+            if "END_STREAM" in getattr(f, "flags", ()) and f.stream_id:
+                self.ended.add(f.stream_id)
 
     def read_some(self, timeout):
         """One recv with a timeout; parses frames. False once the peer closed
@@ -226,18 +254,78 @@ class RawConn:
             pass
 
 
-def drain_socket(sock, timeout=0.5):
-    """Reads whatever is already queued (so close() sends FIN, not RST).
-    Returns bytes read; stops at the first recv that would wait `timeout`."""
-    total = 0
-    sock.settimeout(timeout)
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = int(float(value))
+    return out
+
+
+class MetricsConn:
+    """Reads /metrics over one long-lived HTTP/2 connection. curl (what
+    Server.metrics() uses) opens and closes a connection per poll, and each of
+    those closes is counted (as peer_eof); polling over one connection keeps
+    the close-reason counters exact while a test watches them. Like curl's,
+    this connection and its stream count themselves (connections_active,
+    streams_active and pool_in_use include 1 for the asker)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.client = harness.H2Client(server)
+
+    def get(self):
+        r = self.client.get(harness.METRICS, timeout=10)
+        if r["status"] != 200:
+            raise AssertionError("metrics request failed: %s" % r)
+        return parse_metrics(bytes(r["body"]).decode())
+
+    def wait_for(self, predicate, timeout=15, what="condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.get()
+            if predicate(m):
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out after %ss waiting for %s; metrics: %s"
+                                     % (timeout, what, m))
+            time.sleep(0.05)  # poll cadence, not synchronisation
+
+    def close(self):
+        self.client.close()
+
+
+def read_to_eof(sock, timeout=10):
+    """Reads and discards until the server ends the connection; returns
+    "eof" (FIN / close_notify) or "reset", or raises AssertionError if it is
+    still open after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("server kept the connection open for %ss" % timeout)
+        sock.settimeout(left)
         try:
             data = sock.recv(1 << 16)
-        except (socket.timeout, ssl.SSLWantReadError):
-            return total
-        except (ConnectionResetError, ssl.SSLError, OSError):
-            return total
+        except (socket.timeout, TimeoutError):
+            continue
+        except ssl.SSLWantReadError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        except ssl.SSLError:
+            return "reset"
         if not data:
-            return total
-        total += len(data)
+            return "eof"
+
+
+def unread_bytes(sock):
+    """Bytes received by the kernel for `sock` and not yet read (FIONREAD;
+    for TLS the raw, still encrypted bytes)."""
+    import fcntl
+    import struct
+    import termios
+    buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return struct.unpack("i", buf)[0]
