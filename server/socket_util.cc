@@ -1,6 +1,7 @@
 #include "server/socket_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -101,6 +102,17 @@ IoStatus classifyErrno(int err) {
     default:
       return IoStatus::kError;
   }
+}
+
+int64_t countOpenFds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int64_t n = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(d);
+  return n - 1;  // the directory stream's own fd
 }
 
 std::string errnoString(int err) {

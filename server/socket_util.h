@@ -25,6 +25,10 @@ namespace h2loop::server {
 // strerror_r, thread-safe.
 [[nodiscard]] std::string errnoString(int err);
 
+// Descriptors open in this process (/proc/self/fd, not counting the one used
+// to list it); -1 if it cannot be read.
+[[nodiscard]] int64_t countOpenFds();
+
 struct [[nodiscard]] ListenerResult {
   int fd = -1;        // non-blocking, close-on-exec listening socket; the caller owns it
   std::string error;  // one line, e.g. "cannot listen on 127.0.0.1:8443: bind: Address already

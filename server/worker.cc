@@ -1,6 +1,5 @@
 #include "server/worker.h"
 
-#include <dirent.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,17 +24,6 @@ constexpr int kAcceptBudget = 64;
 size_t poolCapacity(const ServerConfig& cfg) {
   if (cfg.pool_capacity != 0) return cfg.pool_capacity;
   return static_cast<size_t>(cfg.session.max_concurrent_streams) * 100;
-}
-
-int64_t countOpenFds() {
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  int64_t n = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(d);
-  return n - 1;  // the directory stream's own fd
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "leak/leak_test_util.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,17 +53,6 @@ std::string sslErrorText() {
 }
 
 }  // namespace
-
-int64_t countOpenFds() {
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  int64_t n = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(d);
-  return n - 1;
-}
 
 std::string patternBytes(size_t n, uint32_t seed) {
   std::string s(n, '\0');

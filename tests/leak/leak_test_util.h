@@ -19,12 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "server/socket_util.h"
+
 struct nghttp2_session;
 
 namespace h2loop::test {
 
-// Open descriptors of this process (/proc/self/fd, not counting the one used to list it).
-int64_t countOpenFds();
+// The process's open descriptors, as /metrics reports them.
+using server::countOpenFds;
 
 // Deterministic, position-dependent bytes (corruption and reordering show as a mismatch).
 std::string patternBytes(size_t n, uint32_t seed);

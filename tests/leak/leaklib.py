@@ -91,6 +91,21 @@ def connect(server, timeout=10, rcvbuf=None):
     return s
 
 
+def client_hello_bytes():
+    """The first flight of a real TLS client (a ClientHello offering h2)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
 class RawConn:
     """A hand-driven HTTP/2 client: writes whatever frames a test builds,
     including ones no library would send, and reads frames back."""

@@ -15,7 +15,6 @@ import os
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import leaklib  # noqa: E402  (puts tests/integration on sys.path)

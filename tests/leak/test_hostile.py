@@ -14,8 +14,6 @@ well-behaved client is served while the attack connection is open; and
 afterwards every counter is back at idle (ServerTestCase)."""
 
 import os
-import socket
-import ssl
 import sys
 import threading
 import time
@@ -26,26 +24,11 @@ import leaklib  # noqa: E402  (puts tests/integration on sys.path)
 import harness  # noqa: E402
 from harness import ServerTestCase  # noqa: E402
 from leaklib import (  # noqa: E402
-    ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR, PROTOCOL_ERROR, RawConn)
+    ENHANCE_YOUR_CALM, INTERNAL_ERROR, PROTOCOL_ERROR, RawConn)
 
 # Output high watermark (server default, 64 KiB) plus one frame and slack:
 # the most one connection may hold in its output buffer.
 OUTPUT_BOUND = 64 * 1024 + 32 * 1024
-
-
-def client_hello_bytes():
-    """The first flight of a real TLS client (a ClientHello offering h2)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 class HostileCase(ServerTestCase):
@@ -339,7 +322,7 @@ class HandshakeNeverFinishes(HostileCase):
 
     @unittest.skipUnless(harness.TLS, "TLS only: h2c has no handshake")
     def test_sends_half_a_client_hello(self):
-        hello = client_hello_bytes()
+        hello = leaklib.client_hello_bytes()
         self.assertGreater(len(hello), 100)
         self.assert_closed_by_handshake_timeout(hello[: len(hello) // 2])
 

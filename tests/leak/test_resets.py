@@ -5,34 +5,20 @@ test's bounds, so a timeout cannot be what closes it), count the reset and
 free everything."""
 
 import os
-import ssl
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import H2Client, ServerTestCase  # noqa: E402
+from leaklib import client_hello_bytes  # noqa: E402
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 # Far beyond every bound below: only the reset itself can close the connection.
 LONG = ["--handshake-timeout", "120", "--idle-timeout", "120", "--write-timeout", "120"]
-
-
-def client_hello_bytes():
-    """The first flight of a real TLS client (a ClientHello offering h2)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 class ClientReset(ServerTestCase):
