@@ -64,12 +64,17 @@ void BM_TimerChurn(benchmark::State& state) {
   constexpr int kTimers = 1000;
   std::vector<std::unique_ptr<h2loop::ev::Timer>> timers;
   int fired = 0;
-  for (int i = 0; i < kTimers; ++i) timers.push_back(loop->timer([&] { ++fired; }));
+  for (int i = 0; i < kTimers; ++i)
+    timers.push_back(loop->timer([&] { ++fired; }));
   for (auto _ : state) {
-    for (int i = 0; i < kTimers; ++i) timers[i]->arm(std::chrono::seconds(30 + i % 7));
-    for (int i = 0; i < kTimers; ++i) timers[i]->arm(std::chrono::seconds(60 - i % 5));
-    for (int i = 0; i < kTimers; i += 2) timers[i]->cancel();
-    for (int i = 1; i < kTimers; i += 2) timers[i]->arm(std::chrono::nanoseconds(0));
+    for (int i = 0; i < kTimers; ++i)
+      timers[i]->arm(std::chrono::seconds(30 + i % 7));
+    for (int i = 0; i < kTimers; ++i)
+      timers[i]->arm(std::chrono::seconds(60 - i % 5));
+    for (int i = 0; i < kTimers; i += 2)
+      timers[i]->cancel();
+    for (int i = 1; i < kTimers; i += 2)
+      timers[i]->arm(std::chrono::nanoseconds(0));
     fired = 0;
     auto stop = loop->timer([&] { loop->stop(); });
     stop->arm(std::chrono::nanoseconds(0));

@@ -105,7 +105,8 @@ struct Client {
                         std::strlen(v), NGHTTP2_NV_FLAG_NONE};
     };
     const nghttp2_nv nva[] = {nv(":method", "GET"), nv(":path", path), nv(":scheme", "https"),
-                              nv(":authority", "127.0.0.1"), nv("user-agent", "h2load nghttp2/1.52.0")};
+                              nv(":authority", "127.0.0.1"),
+                              nv("user-agent", "h2load nghttp2/1.52.0")};
     if (nghttp2_submit_request(s.get(), nullptr, nva, 5, nullptr, nullptr) < 0) std::abort();
   }
 };
