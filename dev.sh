@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # h2loop developer entry point. Two commands matter (see README.md):
 #   ./dev.sh serve [h2loop flags…]  install dependencies, build, serve https://localhost:8443
-#   ./dev.sh test                   install dependencies, build release + asan, run every test
+#   ./dev.sh test                   install dependencies, check formatting, build release + asan, run every test
 # Also: ./dev.sh deps | build [preset] | bench-loop
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +10,7 @@ PACKAGES=(
   cmake ninja-build pkg-config g++ git
   libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  openssl curl nghttp2-client python3-h2 iproute2 procps
+  openssl curl nghttp2-client python3-h2 iproute2 procps clang-format
 )
 
 deps() {
@@ -58,8 +58,16 @@ HTML
     --root "$root" --cert "$cert" --key "$key" "$@"
 }
 
+format_check() {
+  # The sources follow .clang-format (Debian's clang-format 14).
+  git rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 0
+  echo "== clang-format check"
+  git ls-files -z '*.cc' '*.h' | xargs -0 clang-format --dry-run -Werror
+}
+
 run_tests() {
   deps
+  format_check
   build release
   build asan
   echo "== release build: all tests"
