@@ -215,6 +215,14 @@ void Connection::onEvent(uint32_t ready) {
   switch (state_) {
     case State::kHandshake:
       handshakeStep();
+      // The client's FIN mid-handshake: whatever it sent before is consumed
+      // above; a handshake still waiting can never finish (the client's
+      // Finished needs our whole flight first). Closing now also keeps a
+      // level-triggered hang-up from calling us on every iteration while
+      // our flight waits for a full socket.
+      if ((ready & (ev::kHangup | ev::kError)) && state_ == State::kHandshake) {
+        close(CloseReason::kPeerEof, false);
+      }
       return;
     case State::kLingering:
       lingerRead();

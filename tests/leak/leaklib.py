@@ -74,17 +74,25 @@ def served(server, path="/", timeout=10):
         c.close()
 
 
+def connect_raw(server, timeout=10, rcvbuf=None):
+    """A plain TCP connection to the server's port (no TLS on top), with
+    SO_RCVBUF set before connecting when rcvbuf is given."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", server.port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
 def connect(server, timeout=10, rcvbuf=None):
     """Like harness.connect, optionally with a small receive buffer set
     before connecting (a client that never reads then stalls the server's
     writes after a few KiB instead of after the kernel's megabytes)."""
     if rcvbuf is None:
         return harness.connect(server, timeout)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(timeout)
-    s.connect(("127.0.0.1", server.port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = connect_raw(server, timeout, rcvbuf)
     if server.tls:
         s = harness.tls_wrap(s)
         assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()

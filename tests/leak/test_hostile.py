@@ -14,6 +14,7 @@ well-behaved client is served while the attack connection is open; and
 afterwards every counter is back at idle (ServerTestCase)."""
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -284,6 +285,31 @@ class HostileFrames(HostileCase):
         self.assertTrue(reply.startswith(b"HTTP/1.1 505 "), reply[:80])
         self.assertIn(b"HTTP/2 only", reply)
         self.assert_closed_with(before, ("protocol_error",))
+
+    @unittest.skipUnless(harness.TLS, "TLS only: h2c has no handshake")
+    def test_client_hello_then_fin_is_closed_at_once(self):
+        """A ClientHello, then FIN, from a client that never reads (and a
+        tiny receive buffer, so our flight may not even fit): the handshake
+        can never finish; the server closes now, not at the handshake timeout
+        (60 s here), and does not spin on the level-triggered hang-up."""
+        _, before = self.snapshot()
+        cpu_before = self.server.cpu_seconds()
+        s = leaklib.connect_raw(self.server, rcvbuf=2048)
+        start = time.monotonic()
+        s.sendall(leaklib.client_hello_bytes())
+        s.shutdown(socket.SHUT_WR)
+        self.assertIn(leaklib.read_to_eof(s, timeout=10), ("eof", "reset"))
+        self.assertLess(time.monotonic() - start, 10)
+        s.close()
+        # Its close is a peer_eof, like the metrics clients' own: what tells
+        # it apart is that it came long before the handshake timeout, and
+        # that no timeout was counted.
+        m = self.server.wait_for(lambda m: m["h2loop_connections_active"] == 1, timeout=10,
+                                 what="the connection to be gone")
+        closed = leaklib.closed_since(self.server, before, m)
+        self.assertEqual(closed.get("handshake_timeout", 0), 0, closed)
+        # Not a measurement: a spinning worker would burn the whole wait.
+        self.assertLess(self.server.cpu_seconds() - cpu_before, 2.0)
 
     @unittest.skipUnless(harness.TLS, "TLS only: non-TLS bytes on the TLS port")
     def test_tls_garbage_is_closed_as_tls_error(self):
