@@ -65,10 +65,9 @@ DetachOutcome IoWatch::close() {
 void IoWatch::activate(uint32_t ready) {
   if (closed_ || ready == 0) return;
   if (activated_ == 0) {
-    activation_seq_ = ++loop_.activation_seq_;
-    const bool first = loop_.activated_.empty();
+    activation_slot_ = loop_.activated_.size();
     loop_.activated_.push_back(this);
-    if (first) loop_.backendActivated();
+    if (loop_.activations_pending_++ == 0) loop_.backendActivated();
   }
   activated_ |= ready;
 }
@@ -76,13 +75,8 @@ void IoWatch::activate(uint32_t ready) {
 void IoWatch::dropActivation() {
   if (activated_ == 0) return;
   activated_ = 0;
-  auto& queue = loop_.activated_;
-  for (auto it = queue.begin(); it != queue.end(); ++it) {
-    if (*it == this) {
-      queue.erase(it);  // the queue holds a handful at most
-      break;
-    }
-  }
+  loop_.activated_[activation_slot_] = nullptr;
+  --loop_.activations_pending_;
 }
 
 // ---- Timer -----------------------------------------------------------------
@@ -219,7 +213,7 @@ void Loop::stop() {
 }
 
 bool Loop::hasPendingWork() const {
-  if (!deferred_.empty() || !activated_.empty()) return true;
+  if (!deferred_.empty() || activations_pending_ != 0) return true;
   std::lock_guard<std::mutex> lock(post_mutex_);
   return !posted_.empty() || stop_requested_;
 }
@@ -231,7 +225,7 @@ LoopStats Loop::stats() const {
   s.timers = timers_;
   s.armed_timers = timer_heap_->size();
   s.pending_deletions = deferred_.size();
-  s.pending_activations = activated_.size();
+  s.pending_activations = activations_pending_;
   std::lock_guard<std::mutex> lock(post_mutex_);
   s.pending_posts = posted_.size();
   return s;
@@ -276,15 +270,22 @@ void Loop::runExpiredTimers() {
 }
 
 void Loop::runActivated() {
-  // Only what was queued before this call: a watch that re-activates itself
+  // Only the slots queued before this call: a watch that re-activates itself
   // waits for the next iteration, after the next poll for I/O.
-  const uint64_t horizon = activation_seq_;
-  while (!activated_.empty() && activated_.front()->activation_seq_ <= horizon) {
-    IoWatch* w = activated_.front();
-    activated_.erase(activated_.begin());
+  const size_t batch = activated_.size();
+  for (size_t i = 0; i < batch; ++i) {
+    IoWatch* w = activated_[i];
+    if (w == nullptr) continue;  // dropped by close()
+    activated_[i] = nullptr;
     const uint32_t ready = w->activated_;
     w->activated_ = 0;
+    --activations_pending_;
     dispatchIo(w, ready);
+  }
+  // Queued meanwhile: move to the front, slots renumbered.
+  activated_.erase(activated_.begin(), activated_.begin() + static_cast<std::ptrdiff_t>(batch));
+  for (size_t i = 0; i < activated_.size(); ++i) {
+    if (activated_[i] != nullptr) activated_[i]->activation_slot_ = i;
   }
 }
 

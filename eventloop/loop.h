@@ -137,7 +137,7 @@ class IoWatch final {
   bool* destroyed_flag_ = nullptr;  // set while the callback runs
   void* backend_ = nullptr;         // the backend's per-registration record
   uint32_t activated_ = 0;          // readiness queued by activate()
-  uint64_t activation_seq_ = 0;     // queue position, for the one-per-iteration bound
+  size_t activation_slot_ = 0;      // its slot in Loop::activated_ while queued
 };
 
 // A one-shot timer that can be re-armed. Created by Loop::timer(). Arming an
@@ -297,8 +297,10 @@ class Loop {
   std::vector<std::unique_ptr<DeferredDeletable>> draining_;
   bool draining_now_ = false;
 
-  std::vector<IoWatch*> activated_;  // queued by IoWatch::activate, in order
-  uint64_t activation_seq_ = 0;
+  // Queued by IoWatch::activate, in order; a dropped activation leaves a
+  // null slot (O(1)), swept by the next runActivated().
+  std::vector<IoWatch*> activated_;
+  size_t activations_pending_ = 0;  // non-null slots
 
   mutable std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;  // guarded by post_mutex_
