@@ -42,23 +42,8 @@ IoResult PlainTransport::read(uint8_t* buf, size_t len) {
 }
 
 IoResult PlainTransport::write(const uint8_t* buf, size_t len) {
-  if (len == 0) return IoResult{IoStatus::kOk, 0, 0};
-  for (;;) {
-    ssize_t n = ::send(fd_, buf, len, MSG_NOSIGNAL);
-    if (n >= 0) {
-      write_blocked_ = Interest::kNone;
-      return IoResult{IoStatus::kOk, static_cast<size_t>(n), 0};
-    }
-    const int err = errno;
-    if (err == EINTR) continue;
-    const IoStatus status = classifyErrno(err);
-    if (status == IoStatus::kWouldBlock) {
-      write_blocked_ = Interest::kWrite;
-      return IoResult{IoStatus::kWouldBlock, 0, 0, Interest::kWrite};
-    }
-    write_blocked_ = Interest::kNone;
-    return failed(status, err, "send");
-  }
+  iovec one{const_cast<uint8_t*>(buf), len};
+  return writev(&one, 1);
 }
 
 IoResult PlainTransport::writev(const struct iovec* iov, int iovcnt) {
