@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 
 namespace h2loop::h2 {
@@ -322,10 +323,8 @@ int Session::onHeader(const nghttp2_frame* frame, const uint8_t* name, size_t na
 int Session::onFrameRecv(const nghttp2_frame* frame) {
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_DATA && !end_stream && frame->hd.length <= frame->data.padlen) {
-    if (++empty_data_in_a_row_ > config_.max_empty_data_frames && goaway_error_sent_ == 0) {
-      // Graceful for the streams already under way; nothing new is read.
-      (void)nghttp2_session_terminate_session(ngh_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
-      goaway_error_sent_ = NGHTTP2_ENHANCE_YOUR_CALM;  // before it is even sent
+    if (++empty_data_in_a_row_ > config_.max_empty_data_frames) {
+      terminateForAbuse(NGHTTP2_ENHANCE_YOUR_CALM);
     }
     return 0;
   }
@@ -347,6 +346,9 @@ int Session::onFrameRecv(const nghttp2_frame* frame) {
       }
       return 0;
     }
+    case NGHTTP2_RST_STREAM:
+      if (!takeResetToken()) terminateForAbuse(NGHTTP2_ENHANCE_YOUR_CALM);
+      return 0;
     case NGHTTP2_DATA: {
       if (!end_stream) return 0;
       Stream* s = findStream(frame->hd.stream_id);
@@ -358,6 +360,31 @@ int Session::onFrameRecv(const nghttp2_frame* frame) {
     default:
       return 0;
   }
+}
+
+bool Session::takeResetToken() {
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  if (reset_tokens_at_ < 0) {
+    reset_tokens_ = config_.stream_reset_burst;
+  } else if (now > reset_tokens_at_) {
+    const uint64_t refill =
+        static_cast<uint64_t>(now - reset_tokens_at_) * config_.stream_reset_rate;
+    reset_tokens_ = std::min(config_.stream_reset_burst, reset_tokens_ + refill);
+  }
+  reset_tokens_at_ = now;
+  if (reset_tokens_ == 0) return false;
+  --reset_tokens_;
+  return true;
+}
+
+void Session::terminateForAbuse(uint32_t code) {
+  if (goaway_error_sent_ != 0) return;
+  // Unlike nghttp2's own limiters (which queue a GOAWAY and keep parsing),
+  // this makes nghttp2 ignore the rest of the input at once.
+  (void)nghttp2_session_terminate_session(ngh_.get(), code);
+  goaway_error_sent_ = code;  // before it is even sent
 }
 
 int Session::onFrameSend(const nghttp2_frame* frame) {

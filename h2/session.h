@@ -32,7 +32,12 @@ struct SessionConfig {
   uint32_t max_header_list_size = 64 * 1024;
   // Header fields per request (pseudo-headers and trailers included).
   uint32_t max_header_fields = 128;
-  // Incoming RST_STREAM token bucket (rapid reset, CVE-2023-44487).
+  // Incoming RST_STREAM token bucket (rapid reset, CVE-2023-44487): burst,
+  // and tokens per second. Given to nghttp2, and enforced by the Session
+  // itself as well: nghttp2 only queues a GOAWAY and goes on starting the
+  // streams already read until that GOAWAY is serialised; the Session
+  // terminates at once (GOAWAY ENHANCE_YOUR_CALM, the rest of the input is
+  // ignored), so one large read cannot start thousands of requests.
   uint64_t stream_reset_burst = 1000;
   uint64_t stream_reset_rate = 33;
   // CONTINUATION frames after one HEADERS (CVE-2024-27316 class floods).
@@ -199,6 +204,10 @@ class Session {
   [[nodiscard]] Stream* findStream(int32_t stream_id) const;
   void link(Stream& s);
   void unlink(Stream& s);
+  // Takes one token for a received RST_STREAM; false when the bucket is dry.
+  bool takeResetToken();
+  // GOAWAY(code) now; nothing more is read. Streams under way may finish.
+  void terminateForAbuse(uint32_t code);
   // Keeps the first error; returns NGHTTP2_ERR_CALLBACK_FAILURE.
   int fail(int code, const char* what);
 
@@ -217,6 +226,9 @@ class Session {
   uint64_t header_limit_resets_ = 0;
   uint64_t file_errors_ = 0;
   uint32_t empty_data_in_a_row_ = 0;
+  // Rapid-reset bucket, filled lazily at the first RST_STREAM received.
+  uint64_t reset_tokens_ = 0;
+  int64_t reset_tokens_at_ = -1;  // steady clock, whole seconds
   uint32_t goaway_error_sent_ = 0;
   std::string error_;
   int error_code_ = 0;

@@ -651,6 +651,43 @@ TEST(Session, RapidResetFloodTerminatesConnection) {
   EXPECT_TRUE(p.session->finished());
 }
 
+// The whole flood arrives in one read (a fast attacker, a slow server): the
+// requests after the budget runs out must not be started. nghttp2's own
+// limiter only queues its GOAWAY, and goes on accepting new streams until
+// that GOAWAY is serialised, i.e. after the whole buffer was parsed.
+TEST(Session, RapidResetFloodInOneReadStopsAtTheBudget) {
+  SessionConfig cfg;
+  cfg.stream_reset_burst = 5;
+  cfg.stream_reset_rate = 1;
+  Pair p(64, cfg);
+  p.handler.respond = [](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+  };
+  ASSERT_TRUE(p.pump());
+  std::vector<uint8_t> flood;
+  auto take = [&] {
+    const uint8_t* data = nullptr;
+    for (ssize_t n; (n = nghttp2_session_mem_send(p.client.get(), &data)) > 0;)
+      flood.insert(flood.end(), data, data + n);
+  };
+  const int pairs = 200;
+  for (int i = 0; i < pairs; ++i) {
+    const int32_t id = p.client.request("GET", "/r");
+    take();  // the HEADERS before its RST (nghttp2 would drop both otherwise)
+    p.client.reset(id);
+    take();
+  }
+  const RecvResult r = p.session->receive(flood.data(), flood.size());
+  ASSERT_EQ(r.status, SessionStatus::kOk) << p.session->lastError();
+  // The burst, plus at most the one-second refill if the clock ticked.
+  EXPECT_LE(p.handler.requests, 5 + 2);
+  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_LE(p.client.goaway_last_stream_id, 2 * (5 + 2) - 1);
+  EXPECT_TRUE(p.session->finished());
+}
+
 // Opens an upload whose body never comes (HEADERS without END_STREAM).
 int32_t openUpload(Pair& p) {
   const std::string m = ":method", post = "POST", path = ":path", slash = "/up", scheme = ":scheme",

@@ -93,8 +93,12 @@ class HostileFrames(HostileCase):
         self.assertLess(last, 2 * pairs - 1, "every stream was accepted")
         self.assertLess(elapsed, 30)
         m = self.server.metrics()
-        self.assertLess(m["h2loop_requests_total"] - m0["h2loop_requests_total"], pairs,
-                        "the attack was never cut off")
+        # The reset budget (burst 1000, 33/s: the server's defaults), plus the
+        # well-behaved request and the metrics request; no more, however
+        # much of the flood one read of the server takes in.
+        started = m["h2loop_requests_total"] - m0["h2loop_requests_total"]
+        self.assertLessEqual(started, 1000 + 33 * (int(elapsed) + 1) + 2,
+                             "streams were started after the reset budget ran out")
         self.assert_closed_with(before, ("protocol_error",))
 
     # -- CONTINUATION flood (CVE-2024-27316 class) --------------------------------
