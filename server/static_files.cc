@@ -72,6 +72,29 @@ std::string_view opaqueTag(std::string_view tag) noexcept {
 }  // namespace
 
 PathStatus normalizeRequestPath(std::string_view raw_path, std::string& out) {
+  // Fast path, taken by nearly every real request: a path with no escape,
+  // query, fragment, control character or backslash, no empty segment and
+  // no segment starting with '.' is already canonical. One scan, one copy.
+  if (raw_path.size() >= 1 && raw_path.front() == '/') {
+    char prev = '/';
+    std::size_t i = 1;
+    for (; i < raw_path.size(); ++i) {
+      const auto u = static_cast<unsigned char>(raw_path[i]);
+      if (u < 0x20 || u == 0x7f || u == '%' || u == '?' || u == '#' || u == '\\') break;
+      if (prev == '/' && (u == '/' || u == '.')) break;
+      prev = static_cast<char>(u);
+    }
+    if (i == raw_path.size()) {
+      out.assign(raw_path.data() + 1, raw_path.size() - 1);
+      return PathStatus::kOk;
+    }
+  }
+  return detail::normalizeRequestPathGeneral(raw_path, out);
+}
+
+namespace detail {
+
+PathStatus normalizeRequestPathGeneral(std::string_view raw_path, std::string& out) {
   out.clear();
   const std::size_t end = raw_path.find_first_of("?#");
   if (end != std::string_view::npos) raw_path = raw_path.substr(0, end);
@@ -116,6 +139,8 @@ PathStatus normalizeRequestPath(std::string_view raw_path, std::string& out) {
   if (last == ".") out.resize(segment_start);  // "/a/." names the directory: "a/"
   return PathStatus::kOk;
 }
+
+}  // namespace detail
 
 bool etagMatches(std::string_view if_none_match, std::string_view etag) noexcept {
   const std::string_view want = opaqueTag(etag);

@@ -35,6 +35,13 @@ enum class PathStatus {
 // are malformed or hostile whether or not a file by that name exists.
 [[nodiscard]] PathStatus normalizeRequestPath(std::string_view raw_path, std::string& out);
 
+namespace detail {
+// The general algorithm behind normalizeRequestPath(), which takes a fast path
+// for paths that are already canonical; exposed so tests can check that both
+// agree.
+[[nodiscard]] PathStatus normalizeRequestPathGeneral(std::string_view raw_path, std::string& out);
+}  // namespace detail
+
 // The outcome of one static-file request, independent of HTTP/2 framing.
 //
 // Header fields to send: `:status`; `content-type` if non-empty; `content-length` if >= 0;

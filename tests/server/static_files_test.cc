@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -213,6 +214,29 @@ TEST(StaticNormalize, RefusesHostilePaths) {
   for (const std::string& raw : hostilePaths()) {
     EXPECT_EQ(normalizeRequestPath(raw, out), PathStatus::kBadRequest) << raw;
   }
+}
+
+// The fast path for canonical paths agrees with the general algorithm on
+// every path over an alphabet rich in the characters that matter.
+TEST(StaticNormalize, FastPathAgreesWithTheGeneralAlgorithm) {
+  const std::string alphabet = "/./%2eEfF5c?#\\\x01\x7f\x80 ab"s + '\0';
+  std::mt19937 rng(20261123);
+  std::string raw, fast, general;
+  size_t accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    raw.assign(1, (rng() % 8 == 0) ? 'a' : '/');
+    const size_t len = rng() % 12;
+    for (size_t j = 0; j < len; ++j)
+      raw += alphabet[rng() % alphabet.size()];
+    const PathStatus a = normalizeRequestPath(raw, fast);
+    const PathStatus b = detail::normalizeRequestPathGeneral(raw, general);
+    ASSERT_EQ(a, b) << testing::PrintToString(raw);
+    if (a == PathStatus::kOk) {
+      ASSERT_EQ(fast, general) << testing::PrintToString(raw);
+      ++accepted;
+    }
+  }
+  EXPECT_GT(accepted, 1000u);  // the generator does reach accepted paths
 }
 
 // ---- StaticFiles --------------------------------------------------------------------------
