@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace h2loop::h2 {
 
@@ -16,6 +17,11 @@ class FileHandle {
  public:
   virtual ~FileHandle() = default;
   [[nodiscard]] virtual int fd() const = 0;
+  // The whole file in memory, when the owner keeps it there (a cache holding
+  // small files): the session then copies from it instead of pread(). Valid
+  // while a reference is held; the same bytes pread() on fd() would return.
+  // Empty: not held in memory.
+  [[nodiscard]] virtual std::string_view memory() const { return {}; }
   virtual void addRef() = 0;
   virtual void release() = 0;
 };

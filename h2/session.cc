@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 namespace h2loop::h2 {
 
@@ -93,8 +94,9 @@ struct Session::Callbacks {
   }
 };
 
-Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config)
-    : pool_(pool), handler_(handler), config_(config) {
+Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config,
+                 std::shared_ptr<SessionAllocator> allocator)
+    : pool_(pool), handler_(handler), config_(config), allocator_(std::move(allocator)) {
   const nghttp2_session_callbacks* cbs = Callbacks::table();
   if (cbs == nullptr) {
     fail(NGHTTP2_ERR_NOMEM, "nghttp2_session_callbacks_new failed");
@@ -116,10 +118,11 @@ Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig&
   nghttp2_option_set_no_http_messaging(opt, 0);
 
   nghttp2_session* raw = nullptr;
-  const int rv = nghttp2_session_server_new2(&raw, cbs, this, opt);
+  const int rv =
+      nghttp2_session_server_new3(&raw, cbs, this, opt, allocator_ ? allocator_->mem() : nullptr);
   nghttp2_option_del(opt);
   if (rv != 0) {
-    fail(rv, "nghttp2_session_server_new2 failed");
+    fail(rv, "nghttp2_session_server_new3 failed");
     return;
   }
   ngh_.reset(raw);
@@ -455,22 +458,41 @@ SubmitResult Session::submitResponse(Stream& s, int status, std::span<const Head
     if (h.name == "content-length") has_length = false;  // the caller's wins
   }
 
-  // Stack storage only: nghttp2 copies names/values not flagged NO_COPY in
-  // nghttp2_submit_response (one allocation it makes per response). NO_COPY
-  // is used for string literals alone.
+  // Names and values go into the stream's reused storage, sized first so it
+  // never moves while nghttp2 holds pointers into it; nghttp2 takes them
+  // NO_COPY (otherwise it copies every field into one allocation of its own
+  // per response). The storage outlives the HEADERS frame: the stream is not
+  // recycled before nghttp2 closes it, and nghttp2 serialises the frame only
+  // while the stream is open (it drops it unread otherwise).
+  char len_buf[24];
+  size_t len_size = 0;
+  if (has_length) {
+    len_size = static_cast<size_t>(
+        std::to_chars(len_buf, len_buf + sizeof(len_buf), content_length).ptr - len_buf);
+  }
+  size_t total = 3 + len_size;
+  for (const Header& h : headers)
+    total += h.name.size() + h.value.size();
+  if (s.response_headers_capacity_ < total) {
+    s.response_headers_ = std::make_unique_for_overwrite<char[]>(total);
+    s.response_headers_capacity_ = total;
+  }
+  char* store = s.response_headers_.get();
+  const auto keep = [&store](std::string_view v) {
+    if (!v.empty()) std::memcpy(store, v.data(), v.size());
+    const std::string_view kept(store, v.size());
+    store += v.size();
+    return kept;
+  };
+  constexpr uint8_t kNoCopy = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   nghttp2_nv nva[kMaxResponseHeaders + 2];
   size_t n = 0;
   char status_buf[3];
   (void)std::to_chars(status_buf, status_buf + sizeof(status_buf), status);
-  nva[n++] = makeNv(":status", std::string_view(status_buf, 3), NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  nva[n++] = makeNv(":status", keep({status_buf, 3}), kNoCopy);
   for (const Header& h : headers)
-    nva[n++] = makeNv(h.name, h.value, NGHTTP2_NV_FLAG_NONE);
-  char len_buf[24];
-  if (has_length) {
-    const auto r = std::to_chars(len_buf, len_buf + sizeof(len_buf), content_length);
-    nva[n++] = makeNv("content-length", std::string_view(len_buf, r.ptr - len_buf),
-                      NGHTTP2_NV_FLAG_NO_COPY_NAME);
-  }
+    nva[n++] = makeNv(keep(h.name), keep(h.value), kNoCopy);
+  if (has_length) nva[n++] = makeNv("content-length", keep({len_buf, len_size}), kNoCopy);
 
   nghttp2_data_provider prd{};
   prd.source.ptr = &s;
@@ -555,7 +577,8 @@ ssize_t Session::onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* da
       return static_cast<ssize_t>(n);
     }
     case ResponseBody::Kind::kFile: {
-      // Zero-copy: onSendData preads straight into out_. Never promise more
+      // Zero-copy: onSendData preads (or copies from FileHandle::memory())
+      // straight into out_. Never promise more
       // than fits in its tail after the 9-byte frame header.
       const size_t room = out_->tailSpace(OutputBuffer::kFrameHeadroom).size();
       if (room <= kFrameHeaderLength) return NGHTTP2_ERR_PAUSE;
@@ -586,20 +609,29 @@ int Session::onSendData(nghttp2_frame* frame, const uint8_t* framehd, size_t len
   std::memcpy(p, framehd, kFrameHeaderLength);
   p += kFrameHeaderLength;
   if (padlen > 0) *p++ = static_cast<uint8_t>(padlen - 1);
-  size_t done = 0;
-  const int fd = s.file_->fd();
-  while (done < length) {
-    const ssize_t r =
-        ::pread(fd, p + done, length - done, static_cast<off_t>(s.file_offset_ + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      // Error or file shrank: the frame header promised length bytes. Reset
-      // this stream (RST_STREAM INTERNAL_ERROR), keep the connection; nothing
-      // was committed to out_.
-      ++file_errors_;
+  const std::string_view memory = s.file_->memory();
+  if (!memory.empty()) {
+    if (s.file_offset_ > memory.size() || memory.size() - s.file_offset_ < length) {
+      ++file_errors_;  // memory that does not cover the range: as a short read
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    done += static_cast<size_t>(r);
+    std::memcpy(p, memory.data() + s.file_offset_, length);
+  } else {
+    const int fd = s.file_->fd();
+    size_t done = 0;
+    while (done < length) {
+      const ssize_t r =
+          ::pread(fd, p + done, length - done, static_cast<off_t>(s.file_offset_ + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        // Error or file shrank: the frame header promised length bytes. Reset
+        // this stream (RST_STREAM INTERNAL_ERROR), keep the connection;
+        // nothing was committed to out_.
+        ++file_errors_;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      }
+      done += static_cast<size_t>(r);
+    }
   }
   p += length;
   if (padlen > 1) std::memset(p, 0, padlen - 1);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "h2/output_buffer.h"
+#include "h2/session_allocator.h"
 #include "h2/stream.h"
 #include "h2/stream_pool.h"
 
@@ -117,7 +118,10 @@ struct ProduceResult {
 // and every later receive()/produce() returns kFatal.
 class Session {
  public:
-  Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config = {});
+  // allocator: where nghttp2's memory comes from (shared by a worker's
+  // sessions; this session keeps it alive). nullptr: malloc.
+  Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config = {},
+          std::shared_ptr<SessionAllocator> allocator = nullptr);
   // Final destruction: frees the nghttp2 session, then marks every stream it
   // still holds closed, calls onStreamClosed(NGHTTP2_CANCEL) and drops the
   // session's reference. Streams with other holders stay alive (closed) and
@@ -214,6 +218,7 @@ class Session {
   StreamPool& pool_;
   SessionHandler& handler_;
   SessionConfig config_;
+  std::shared_ptr<SessionAllocator> allocator_;  // declared first: outlives ngh_
   std::unique_ptr<nghttp2_session, NghttpDeleter> ngh_;
 
   Stream* streams_ = nullptr;  // intrusive list of streams nghttp2 knows

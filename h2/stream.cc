@@ -87,6 +87,10 @@ void Stream::recycle() {
   request_body_bytes_ = 0;
   user_ = nullptr;
   body_kind_ = ResponseBody::Kind::kNone;
+  if (response_headers_capacity_ > kMaxRetainedBody) {
+    response_headers_.reset();
+    response_headers_capacity_ = 0;
+  }
   clearKeepingSmall(body_, kMaxRetainedBody);
   body_offset_ = 0;
   file_offset_ = 0;

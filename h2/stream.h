@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,7 +17,9 @@ class Session;
 class StreamPool;
 
 // One response header field. The views only need to live for the duration of
-// the submitResponse() call: nghttp2 copies them. Names must be lowercase.
+// the submitResponse() call: the Session copies them into the stream's own
+// (reused) storage, which nghttp2 then reads without a copy of its own.
+// Names must be lowercase.
 struct Header {
   std::string_view name;
   std::string_view value;
@@ -55,8 +58,8 @@ class ResponseBody {
     return r;
   }
   // A byte range of an open file, sent zero-copy (pread straight into the
-  // OutputBuffer). submitResponse() takes one FileHandle reference which the
-  // stream drops when it goes back to its pool, on every path.
+  // OutputBuffer, or one copy from FileHandle::memory() when it has it). submitResponse() takes one
+  // FileHandle reference which the stream drops when it goes back to its pool, on every path.
   static ResponseBody file(FileHandle* file, uint64_t offset, uint64_t length) {
     ResponseBody r;
     r.kind_ = Kind::kFile;
@@ -197,6 +200,12 @@ class Stream {
   void* user_ = nullptr;
 
   ResponseBody::Kind body_kind_ = ResponseBody::Kind::kNone;
+  // Response header names and values, referenced by nghttp2 (NO_COPY) until
+  // it serialises the HEADERS frame or drops it with the stream.
+  // Grows only in submitResponse() (once per exchange); kept across pool
+  // cycles up to kMaxRetainedBody.
+  std::unique_ptr<char[]> response_headers_;
+  size_t response_headers_capacity_ = 0;
   std::string body_;  // kBytes and kStreamed
   size_t body_offset_ = 0;
   FileHandle* file_ = nullptr;  // one reference held while non-null

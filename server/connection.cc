@@ -275,7 +275,8 @@ void Connection::handshakeStep() {
 
 void Connection::startSession() {
   h2::SessionHandler& handler = *this;
-  session_ = std::make_unique<h2::Session>(worker_.pool(), handler, worker_.config().session);
+  session_ = std::make_unique<h2::Session>(worker_.pool(), handler, worker_.config().session,
+                                           worker_.sessionAllocator());
   if (!session_->valid()) {
     spdlog::error("connection fd {}: cannot create session: {}", fd_, session_->lastError());
     close(CloseReason::kIoError, true);
@@ -550,14 +551,10 @@ void Connection::serveStatic(h2::Stream& stream) {
 
   h2::ResponseBody body = h2::ResponseBody::none();
   if (resp.file) {
-    // Small files come from the cache's memory (copied into the stream's
-    // reused storage); larger ones are pread straight into the output.
-    if (const std::string* content = resp.file.get()->content()) {
-      body = h2::ResponseBody::bytes(*content);
-    } else {
-      body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
-                                    static_cast<uint64_t>(resp.content_length));
-    }
+    // Straight into the output: copied from the cache's memory for small
+    // files (FileHandle::memory()), pread for the others.
+    body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
+                                  static_cast<uint64_t>(resp.content_length));
   } else if (!resp.body.empty()) {
     body = h2::ResponseBody::bytes(resp.body);
   } else if (resp.content_length >= 0 && resp.status == 200) {

@@ -103,6 +103,9 @@ class CachedFile final : public h2::FileHandle {
   CachedFile& operator=(const CachedFile&) = delete;
 
   [[nodiscard]] int fd() const override { return fd_; }
+  [[nodiscard]] std::string_view memory() const override {
+    return has_content_ ? std::string_view(content_) : std::string_view{};
+  }
   void addRef() override { ++refs_; }
   void release() override;
 

@@ -38,6 +38,7 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
       index_(index),
       loop_(ev::makeLoop(shared.config->event_loop)),
       pool_(std::make_unique<h2::StreamPool>(poolCapacity(*shared.config))),
+      session_allocator_(std::make_shared<h2::SessionAllocator>()),
       files_(std::make_unique<StaticFiles>(
           shared.config->root,
           FileCacheConfig{shared.config->file_cache_ttl_ms, shared.config->file_cache_entries})),

@@ -9,6 +9,7 @@
 
 #include "eventloop/loop.h"
 #include "h2/output_buffer.h"
+#include "h2/session_allocator.h"
 #include "h2/stream_pool.h"
 #include "server/config.h"
 #include "server/counters.h"
@@ -60,6 +61,10 @@ class Worker {
   // ---- loop thread only ----
   [[nodiscard]] ev::Loop& loop() { return *loop_; }
   [[nodiscard]] h2::StreamPool& pool() { return *pool_; }
+  // nghttp2's memory for this worker's sessions (each session holds a reference).
+  [[nodiscard]] const std::shared_ptr<h2::SessionAllocator>& sessionAllocator() const {
+    return session_allocator_;
+  }
   [[nodiscard]] StaticFiles& files() { return *files_; }
   [[nodiscard]] const ServerConfig& config() const { return *shared_.config; }
   [[nodiscard]] WorkerCounters& counters() { return counters_; }
@@ -106,6 +111,7 @@ class Worker {
   unsigned index_;
   std::unique_ptr<ev::Loop> loop_;
   std::unique_ptr<h2::StreamPool> pool_;
+  std::shared_ptr<h2::SessionAllocator> session_allocator_;
   std::unique_ptr<StaticFiles> files_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   std::unique_ptr<h2::BlockCache> block_cache_;

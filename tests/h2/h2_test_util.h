@@ -275,6 +275,7 @@ class TempFile : public FileHandle {
     ++fd_calls;
     return fake_fd_ ? -1 : fd_;
   }
+  std::string_view memory() const override { return in_memory_; }
   void addRef() override { ++refs; }
   void release() override {
     EXPECT_GT(refs, 0);
@@ -282,6 +283,8 @@ class TempFile : public FileHandle {
   }
 
   void breakFd() { fake_fd_ = true; }
+  // memory() returns the first `bytes` of the contents (a cache holding it).
+  void holdInMemory(size_t bytes) { in_memory_ = std::string_view(contents).substr(0, bytes); }
 
   std::string contents;
   int refs = 0;  // references held by streams (the test's own is not counted)
@@ -290,6 +293,7 @@ class TempFile : public FileHandle {
  private:
   int fd_ = -1;
   bool fake_fd_ = false;
+  std::string_view in_memory_;
 };
 
 // Server session + client + output buffer, with a pump.
@@ -301,12 +305,13 @@ struct Pair {
       : pool(pool_capacity),
         out(high_watermark, high_watermark / 4),
         client(std::move(client_settings), client_connection_window, client_max_send_header_block) {
-    session.emplace(pool, handler, config);
+    session.emplace(pool, handler, config, allocator);
     EXPECT_TRUE(session->valid()) << session->lastError();
   }
   ~Pair() {
     session.reset();
     EXPECT_EQ(pool.inUse(), 0u);
+    EXPECT_EQ(allocator->outstanding(), 0u) << "nghttp2 memory not returned";
   }
 
   // Sends what the client has queued to the server (no server output).
@@ -352,6 +357,8 @@ struct Pair {
   RecordingHandler handler;
   OutputBuffer out;
   Client client;
+  // As in the server: nghttp2's memory from a SessionAllocator.
+  std::shared_ptr<SessionAllocator> allocator = std::make_shared<SessionAllocator>();
   std::optional<Session> session;
   size_t max_out = 0;
 };

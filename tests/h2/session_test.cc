@@ -110,6 +110,90 @@ TEST(Session, FileRangeBodyZeroCopyAcrossWindowUpdates) {
   EXPECT_LE(p.max_out, p.out.highWatermark() + 9 + 16384);
 }
 
+TEST(Session, FileHeldInMemoryIsCopiedNotRead) {
+  TempFile file(40000);
+  file.holdInMemory(file.contents.size());
+  file.breakFd();  // a pread would fail: every byte must come from memory()
+  Pair p;
+  const uint64_t offset = 100, length = 39000;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, offset, length)),
+              SubmitResult::kOk);
+  };
+  const int32_t id = p.client.request("GET", "/small");
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.status, 200);
+  EXPECT_TRUE(cs.body == file.contents.substr(offset, length));
+  EXPECT_FALSE(cs.rst_received);
+  EXPECT_EQ(file.fd_calls, 0);
+  EXPECT_EQ(p.session->fileErrors(), 0u);
+  EXPECT_EQ(file.refs, 0);
+}
+
+TEST(Session, MemoryShorterThanTheRangeResetsTheStream) {
+  TempFile file(40000);
+  file.holdInMemory(20000);  // inconsistent handle: the range is 40000
+  Pair p;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::file(&file, 0, 40000)), SubmitResult::kOk);
+  };
+  const int32_t id = p.client.request("GET", "/small");
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(p.client.streams[id].rst_received);
+  EXPECT_EQ(p.client.streams[id].rst_error, NGHTTP2_INTERNAL_ERROR);
+  EXPECT_EQ(p.session->fileErrors(), 1u);
+  EXPECT_EQ(p.client.goaway_frames, 0);
+  EXPECT_EQ(file.refs, 0);
+}
+
+// Header views need only live for the submitResponse() call: the HEADERS
+// frame is serialised later (here: at the next produce()), from the stream's
+// own copy.
+TEST(Session, ResponseHeaderViewsNeedOnlyLiveForTheCall) {
+  Pair p;
+  std::string name = "x-name", value = "first value";
+  p.handler.respond = [&](Stream& s, bool) {
+    const Header h[] = {{name, value}};
+    EXPECT_EQ(s.submitResponse(200, h, ResponseBody::bytes("ok")), SubmitResult::kOk);
+    name.assign(name.size(), 'z');  // the caller reuses its buffers at once
+    value.assign(value.size(), 'z');
+  };
+  const int32_t id = p.client.request("GET", "/h");
+  ASSERT_TRUE(p.pump());
+  ASSERT_NE(p.client.streams[id].header("x-name"), nullptr);
+  EXPECT_EQ(*p.client.streams[id].header("x-name"), "first value");
+  EXPECT_EQ(*p.client.streams[id].header("content-length"), "2");
+}
+
+// A response whose HEADERS frame is still queued when the client resets the
+// stream; the stream object goes back to the pool and serves the next
+// request before the server writes anything. nghttp2 drops the first HEADERS
+// unread; the second carries its own values.
+TEST(Session, QueuedHeadersOfAResetStreamDoNotLeakIntoItsSuccessor) {
+  Pair p(1);  // one stream object: the successor reuses its storage
+  p.handler.respond = [&](Stream& s, bool) {
+    const std::string v = std::string(s.path());
+    const Header h[] = {{"x-path", v}};
+    EXPECT_EQ(s.submitResponse(200, h, ResponseBody::bytes(v)), SubmitResult::kOk);
+  };
+  ASSERT_TRUE(p.pump());
+  const int32_t first = p.client.request("GET", "/first-request-path");
+  p.clientToServer();  // the server queues its response, produces nothing
+  p.client.reset(first);
+  const int32_t second = p.client.request("GET", "/2nd");
+  p.clientToServer();
+  EXPECT_EQ(p.pool.highWater(), 1u);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[first].status, 0);
+  const ClientStream& cs = p.client.streams[second];
+  EXPECT_EQ(cs.status, 200);
+  ASSERT_NE(cs.header("x-path"), nullptr);
+  EXPECT_EQ(*cs.header("x-path"), "/2nd");
+  EXPECT_EQ(*cs.header("content-length"), "4");
+  EXPECT_EQ(cs.body, "/2nd");
+}
+
 TEST(Session, HeadGetsHeadersOnly) {
   TempFile file(50000);
   Pair p;

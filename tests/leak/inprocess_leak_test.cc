@@ -137,6 +137,7 @@ const Backend kTlsBackends[] = {{"epoll", true}, {"libevent", true}};
 struct Snapshot {
   size_t connections = 0;
   size_t pool_in_use = 0;
+  size_t nghttp2_blocks = 0;  // nghttp2 allocations not yet freed (all sessions)
   ev::LoopStats loop;
   int64_t connections_active = 0;
   int64_t streams_active = 0;
@@ -149,6 +150,7 @@ struct Snapshot {
 std::string describe(const Snapshot& s) {
   std::string out = "connections=" + std::to_string(s.connections) +
                     " pool_in_use=" + std::to_string(s.pool_in_use) +
+                    " nghttp2_blocks=" + std::to_string(s.nghttp2_blocks) +
                     " watches=" + std::to_string(s.loop.watches) +
                     " registered=" + std::to_string(s.loop.registered) +
                     " timers=" + std::to_string(s.loop.timers) +
@@ -174,6 +176,7 @@ Snapshot readWorker(server::Worker& w) {
   Snapshot s;
   s.connections = w.connectionCount();
   s.pool_in_use = w.pool().inUse();
+  s.nghttp2_blocks = w.sessionAllocator()->outstanding();
   s.loop = w.loop().stats();
   const server::WorkerCounters& c = w.counters();
   s.connections_active = c.connections_active.get();
@@ -327,10 +330,10 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
   }
 
   [[nodiscard]] bool isIdle(const Snapshot& s, bool running) const {
-    return s.connections == 0 && s.pool_in_use == 0 && s.loop.watches == (running ? 1u : 0u) &&
-           s.loop.registered == (running ? 1u : 0u) && s.loop.timers == 2 &&
-           s.loop.armed_timers == 0 && s.loop.pending_deletions == 0 && s.connections_active == 0 &&
-           s.streams_active == 0 && s.output_buffered == 0 &&
+    return s.connections == 0 && s.pool_in_use == 0 && s.nghttp2_blocks == 0 &&
+           s.loop.watches == (running ? 1u : 0u) && s.loop.registered == (running ? 1u : 0u) &&
+           s.loop.timers == 2 && s.loop.armed_timers == 0 && s.loop.pending_deletions == 0 &&
+           s.connections_active == 0 && s.streams_active == 0 && s.output_buffered == 0 &&
            (!running || s.fds - s.open_files == running_fd_baseline_);
   }
 
@@ -345,6 +348,7 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
     SCOPED_TRACE(describe(s));
     EXPECT_EQ(s.connections, 0u) << "live connections";
     EXPECT_EQ(s.pool_in_use, 0u) << "stream handles still taken from the pool";
+    EXPECT_EQ(s.nghttp2_blocks, 0u) << "nghttp2 memory not returned (a session not freed)";
     EXPECT_EQ(s.loop.watches, running ? 1u : 0u) << "watches (the listener only)";
     EXPECT_EQ(s.loop.registered, running ? 1u : 0u) << "registered watches";
     EXPECT_EQ(s.loop.timers, 2u) << "timers (accept backoff + drain)";
