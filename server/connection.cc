@@ -321,7 +321,7 @@ void Connection::readInput(bool despite_pause) {
         // A FIN after the reply, not a RST that could destroy it in flight.
         out_.consume(out_.size());
         if (out_.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size()) &&
-            flush() && out_.empty()) {
+            flush() && outputSent()) {
           transport_->shutdownWrite();
           close(CloseReason::kProtocolError, false);
           return;
@@ -354,16 +354,28 @@ void Connection::writeOutput() {
         return;
       }
     }
-    if (out_.empty()) break;
+    if (outputSent()) break;
     const size_t before = out_.size();
     if (!flush()) return;
-    if (!out_.empty() || out_.size() == before) break;  // socket full
+    if (!outputSent() || out_.size() == before) break;  // socket full
   }
   noteBuffered();
 }
 
 bool Connection::flush() {
-  while (!out_.empty()) {
+  for (;;) {
+    if (out_.empty()) {
+      // TLS may still hold ciphertext the socket did not take.
+      if (transport_->pendingOutput() == 0) break;
+      const IoResult r = transport_->flushPendingOutput();
+      if (r.status == IoStatus::kOk) {
+        last_activity_ = worker_.loop().now();
+        break;
+      }
+      if (r.status == IoStatus::kWouldBlock) break;
+      closeOnIo(r.status, "write");
+      return false;
+    }
     IoResult r = transport_->write(out_.data(), out_.size());
     if (r.status == IoStatus::kOk) {
       out_.consume(r.bytes);
@@ -382,11 +394,11 @@ bool Connection::flush() {
 // may take bytes yet not report writability until a third of its buffer is
 // free, so out_ can be empty while a stalled reader holds everything up).
 bool Connection::wantsToWrite() const {
-  return !out_.empty() || (got_input_ && session_ && session_->wantWrite());
+  return !outputSent() || (got_input_ && session_ && session_->wantWrite());
 }
 
 void Connection::noteBuffered() {
-  const size_t now = out_.size();
+  const size_t now = out_.size() + transport_->pendingOutput();
   if (now != reported_buffered_) {
     worker_.counters().output_buffered_bytes.add(static_cast<int64_t>(now) -
                                                  static_cast<int64_t>(reported_buffered_));
@@ -403,7 +415,7 @@ void Connection::afterIo() {
   } else if (read_paused_ && out_.belowLow()) {
     read_paused_ = false;
   }
-  if (session_->finished() && out_.empty()) {
+  if (session_->finished() && outputSent()) {
     if (const uint32_t code = session_->goawayErrorSent(); code != NGHTTP2_NO_ERROR) {
       spdlog::info("connection fd {}: GOAWAY({}) sent over the peer's conduct, closing", fd_,
                    nghttp2_http2_strerror(code));
@@ -413,7 +425,7 @@ void Connection::afterIo() {
     return;
   }
   if (state_ == State::kDraining && goaway_sent_ && session_->activeStreams() == 0 &&
-      out_.empty() && !session_->wantWrite()) {
+      outputSent() && !session_->wantWrite()) {
     beginLingeringClose();
     return;
   }

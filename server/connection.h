@@ -78,6 +78,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   void lingerRead();
   void noteBuffered();
   [[nodiscard]] bool wantsToWrite() const;
+  // Everything produced has reached the socket: out_ is empty and the transport holds no
+  // ciphertext the socket has not taken yet.
+  [[nodiscard]] bool outputSent() const { return out_.empty() && transport_->pendingOutput() == 0; }
   void armTimer();
   [[nodiscard]] bool open() const { return state_ != State::kClosed; }
   // We decided to end the connection for `reason` (a GOAWAY goes or went

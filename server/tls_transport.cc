@@ -50,6 +50,22 @@ BIO_METHOD* TlsTransport::bioMethod() {
 int TlsTransport::bioWrite(BIO* bio, const char* data, size_t len, size_t* written) {
   auto* st = static_cast<BioState*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
+  TlsTransport& t = *st->owner;
+  if (t.state_ == State::kEstablished) {
+    // After the handshake this BIO never blocks, so OpenSSL never holds a half-written record:
+    // records join the flight write() is gathering, or queue behind the pending output (an
+    // alert or KeyUpdate written by SSL_read, close_notify), in order. OpenSSL counts them
+    // written; write() / flushPendingOutput() deliver them.
+    const auto* bytes = reinterpret_cast<const uint8_t*>(data);
+    if (t.flight_ != nullptr) {
+      t.flight_->insert(t.flight_->end(), bytes, bytes + len);
+    } else {
+      t.queueOutput(bytes, len);
+      (void)t.sendPending();
+    }
+    *written = len;
+    return 1;
+  }
   for (;;) {
     ssize_t n = ::send(st->fd, data, len, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -108,6 +124,7 @@ long TlsTransport::bioCtrl(BIO* bio, int cmd, long /*num*/, void* ptr) {
 
 TlsTransport::TlsTransport(const TlsContext& context, int fd)
     : Transport(fd), allow_missing_alpn_(context.options().allow_missing_alpn) {
+  bio_state_.owner = this;
   bio_state_.fd = fd;
   ERR_clear_error();
   BIO_METHOD* method = bioMethod();
@@ -250,17 +267,112 @@ IoResult TlsTransport::read(uint8_t* buf, size_t len) {
   return IoResult{f.status, 0, f.err, f.want};
 }
 
+namespace {
+
+// Sends data[off..len) until done or the socket is full. kOk / kWouldBlock, or the failure's
+// errno in `err` (kError status for the caller to classify).
+IoStatus sendFrom(int fd, const uint8_t* data, size_t len, size_t& off, int& err) {
+  while (off < len) {
+    const ssize_t n = ::send(fd, data + off, len - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return IoStatus::kWouldBlock;
+    err = n < 0 ? errno : EPIPE;
+    return IoStatus::kError;
+  }
+  return IoStatus::kOk;
+}
+
+}  // namespace
+
+void TlsTransport::queueOutput(const uint8_t* data, size_t len) {
+  if (pending_sent_ == pending_.size()) {
+    pending_.clear();
+    pending_sent_ = 0;
+  }
+  pending_.insert(pending_.end(), data, data + len);
+}
+
+IoStatus TlsTransport::sendPending() {
+  int err = 0;
+  const IoStatus s = sendFrom(fd_, pending_.data(), pending_.size(), pending_sent_, err);
+  if (s == IoStatus::kOk) {
+    pending_.clear();
+    pending_sent_ = 0;
+    return s;
+  }
+  if (s == IoStatus::kWouldBlock) return s;
+  return sendFailed(err);
+}
+
+IoStatus TlsTransport::sendFailed(int err) {
+  bio_state_.last_errno = err;
+  bio_state_.last_op = "send";
+  fatal_ = true;
+  failure_reason_ = "send: " + errnoString(err);
+  const IoStatus c = classifyErrno(err);
+  return c == IoStatus::kWouldBlock || c == IoStatus::kOk ? IoStatus::kError : c;
+}
+
+IoResult TlsTransport::flushPendingOutput() {
+  if (pendingOutput() == 0) return IoResult{IoStatus::kOk, 0, 0};
+  const IoStatus s = sendPending();
+  if (s == IoStatus::kOk) return IoResult{IoStatus::kOk, 0, 0};
+  if (s == IoStatus::kWouldBlock) return IoResult{IoStatus::kWouldBlock, 0, 0, Interest::kWrite};
+  return IoResult{s, 0, bio_state_.last_errno};
+}
+
 IoResult TlsTransport::write(const uint8_t* buf, size_t len) {
   if (ssl_ == nullptr) return IoResult{IoStatus::kError, 0, 0};
   if (len == 0) return IoResult{IoStatus::kOk, 0, 0};
-  beginCall();
-  size_t n = 0;
-  const int ret = SSL_write_ex(ssl_, buf, len, &n);
-  if (ret == 1) {
-    write_blocked_ = Interest::kNone;
-    return IoResult{IoStatus::kOk, n, 0};
+  if (pendingOutput() > 0) {
+    // What the socket left over goes first; nothing new is encrypted until it is out.
+    const IoResult r = flushPendingOutput();
+    if (r.status != IoStatus::kOk) return r;
   }
-  const Failure f = classify(ret);
+  beginCall();
+  if (state_ != State::kEstablished) {  // outside the protocol; OpenSSL reports the error
+    size_t n = 0;
+    const int ret = SSL_write_ex(ssl_, buf, len, &n);
+    if (ret == 1) return IoResult{IoStatus::kOk, n, 0};
+    const Failure f = classify(ret);
+    return IoResult{f.status, 0, f.err, f.want};
+  }
+  // Gather up to kFlightLimit bytes of records (SSL_MODE_ENABLE_PARTIAL_WRITE: one record per
+  // SSL_write_ex) in the thread's flight buffer, then one send() for all of them: a 10 MiB
+  // response goes out in 64 KiB sends instead of 16 KiB ones, a pass of small responses in one.
+  static thread_local std::vector<uint8_t> flight;
+  flight.clear();
+  flight.reserve(kFlightLimit);
+  flight_ = &flight;
+  size_t total = 0;
+  int ret = 1;
+  while (total < len && flight.size() + kMaxRecord <= kFlightLimit) {
+    size_t n = 0;
+    ret = SSL_write_ex(ssl_, buf + total, len - total, &n);
+    if (ret != 1) break;
+    total += n;
+  }
+  flight_ = nullptr;
+  Failure f{IoStatus::kOk, Interest::kNone, 0};
+  if (ret != 1) f = classify(ret);
+
+  size_t off = 0;
+  int err = 0;
+  const IoStatus sent = sendFrom(fd_, flight.data(), flight.size(), off, err);
+  if (sent == IoStatus::kOk || sent == IoStatus::kWouldBlock) {
+    // Only what the socket did not take is copied (rare: a full socket).
+    if (off < flight.size()) queueOutput(flight.data() + off, flight.size() - off);
+  } else {
+    return IoResult{sendFailed(err), 0, err};
+  }
+  if (total > 0) {
+    write_blocked_ = Interest::kNone;
+    return IoResult{IoStatus::kOk, total, 0};
+  }
   write_blocked_ = f.status == IoStatus::kWouldBlock ? f.want : Interest::kNone;
   return IoResult{f.status, 0, f.err, f.want};
 }
@@ -306,6 +418,10 @@ void TlsTransport::shutdownWrite() {
 void TlsTransport::releaseIdleBuffers() {
   // OpenSSL's own record buffers are released by SSL_MODE_RELEASE_BUFFERS.
   std::vector<uint8_t>().swap(staging_);
+  if (pendingOutput() == 0) {
+    std::vector<uint8_t>().swap(pending_);
+    pending_sent_ = 0;
+  }
 }
 
 std::string_view TlsTransport::protocolVersion() const {

@@ -41,14 +41,25 @@ class TlsTransport final : public Transport {
   [[nodiscard]] HandshakeStatus handshake() override;
   // Call only after handshake() returned kDone.
   [[nodiscard]] IoResult read(uint8_t* buf, size_t len) override;
-  // Partial writes: at most one TLS record (16 KiB of payload) per call.
+  // Encrypts up to kFlightLimit bytes of records (16 KiB of payload each) and sends them with
+  // one send(); what the socket does not take becomes pendingOutput(). With pending output,
+  // first sends that, and returns kWouldBlock (want kWrite) if it still does not all fit.
   [[nodiscard]] IoResult write(const uint8_t* buf, size_t len) override;
   [[nodiscard]] IoResult writev(const struct iovec* iov, int iovcnt) override;
 
   [[nodiscard]] Interest pendingInterest() const override {
-    return handshake_blocked_ | read_blocked_ | write_blocked_;
+    return handshake_blocked_ | read_blocked_ | write_blocked_ |
+           (pendingOutput() > 0 ? Interest::kWrite : Interest::kNone);
   }
   [[nodiscard]] bool hasPendingInput() const override;
+  [[nodiscard]] size_t pendingOutput() const override { return pending_.size() - pending_sent_; }
+  [[nodiscard]] IoResult flushPendingOutput() override;
+
+  // The most one record adds to a flight: 16 KiB of payload plus header, type and tag (22 bytes
+  // in TLS 1.3, 29 in TLS 1.2 with AES-GCM), with room to spare.
+  static constexpr size_t kMaxRecord = 16384 + 256;
+  // Ciphertext gathered per write() before its one send(): four full records.
+  static constexpr size_t kFlightLimit = 4 * kMaxRecord;
   void shutdownWrite() override;
   void releaseIdleBuffers() override;
 
@@ -68,6 +79,7 @@ class TlsTransport final : public Transport {
  private:
   // State shared with the BIO callbacks.
   struct BioState {
+    TlsTransport* owner = nullptr;
     int fd = -1;
     int last_errno = 0;             // errno of the last failed recv/send; 0 = none / EOF
     const char* last_op = nullptr;  // "recv" or "send"
@@ -88,6 +100,13 @@ class TlsTransport final : public Transport {
   // clears the thread's error queue.
   Failure classify(int ret);
   void beginCall();
+  // Sends pending_ until done or the socket is full: kOk, kWouldBlock, or kReset/kError (then
+  // fatal_, failure_reason_ and the BIO's errno are set).
+  IoStatus sendPending();
+  // Records a failed send() (errno err) as terminal; returns kReset or kError.
+  IoStatus sendFailed(int err);
+  // Queues ciphertext behind what is pending (post-handshake BIO writes).
+  void queueOutput(const uint8_t* data, size_t len);
 
   SSL* ssl_ = nullptr;
   BioState bio_state_;
@@ -103,6 +122,12 @@ class TlsTransport final : public Transport {
   std::string failure_reason_;
   std::string noted_reason_;      // from noteHandshakeFailure()
   std::vector<uint8_t> staging_;  // writev() coalescing buffer, released when idle
+  // Post-handshake ciphertext not yet sent (from pending_sent_ on); released when empty and
+  // idle. While write() gathers a flight, it goes to the thread's flight buffer instead and
+  // only what the socket leaves over is copied here.
+  std::vector<uint8_t> pending_;
+  size_t pending_sent_ = 0;
+  std::vector<uint8_t>* flight_ = nullptr;  // set only inside write()
 };
 
 }  // namespace h2loop::server

@@ -85,7 +85,8 @@ constexpr std::string_view toString(HandshakeStatus s) {
 //      pendingInterest() (or the result's `want`) and retry the blocked operations when any
 //      of it fires. After a read, if hasPendingInput() is true, read again before waiting: TLS may
 //      hold already-decrypted bytes for which the socket will never become readable.
-//   3. graceful end: shutdownWrite() once the output is flushed. Never after kReset/kError.
+//   3. graceful end: shutdownWrite() once the output is flushed (pendingOutput() == 0 too).
+//      Never after kReset/kError.
 // A write that returned kWouldBlock (or wrote fewer bytes than offered) must be retried with
 // the same unwritten bytes first and at least as many of them (they may be at a new address).
 // kReset/kError/kEof are terminal for the direction; no call ever throws.
@@ -103,10 +104,19 @@ class Transport {
   [[nodiscard]] virtual IoResult writev(const struct iovec* iov, int iovcnt) = 0;
 
   // Union of the readiness needed by the operations whose last call blocked (handshake, read,
-  // write); kNone when nothing is blocked. A successful call clears its own direction.
+  // write), and kWrite while pendingOutput() > 0; kNone when nothing is blocked. A successful
+  // call clears its own direction.
   [[nodiscard]] virtual Interest pendingInterest() const = 0;
   // True when input is buffered inside the transport (TLS: SSL_pending() > 0).
   [[nodiscard]] virtual bool hasPendingInput() const = 0;
+  // Bytes the transport took (write() reported them written) that the socket has not taken
+  // yet. TLS gathers the records of one write() and sends them with one send(); what the socket
+  // does not take waits here, goes out before anything else, and makes write() try it first
+  // and report kWouldBlock (want kWrite) while it still does not fit. Plain: always 0.
+  [[nodiscard]] virtual size_t pendingOutput() const { return 0; }
+  // Sends pending output: kOk when none remains, kWouldBlock (want kWrite) while some does,
+  // kReset/kError when the socket failed.
+  [[nodiscard]] virtual IoResult flushPendingOutput() { return IoResult{IoStatus::kOk, 0, 0}; }
 
   // Graceful half-close of our sending side: TLS sends close_notify once (a courtesy, only if the
   // handshake completed and no reset/error/fatal TLS alert was seen), then shutdown(SHUT_WR).

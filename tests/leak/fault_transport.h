@@ -128,6 +128,10 @@ class FaultTransport final : public server::Transport {
 
   [[nodiscard]] server::Interest pendingInterest() const override;
   [[nodiscard]] bool hasPendingInput() const override { return inner_->hasPendingInput(); }
+  [[nodiscard]] size_t pendingOutput() const override { return inner_->pendingOutput(); }
+  [[nodiscard]] server::IoResult flushPendingOutput() override {
+    return inner_->flushPendingOutput();
+  }
   // Not passed on once the fd was closed behind the connection's back (the number may have been
   // reused by then): counted as a call after a terminal status instead.
   void shutdownWrite() override;

@@ -573,7 +573,8 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
     return w.status;
   };
   // First fill the socket while the client reads nothing, so the first retry surely follows a
-  // would-block with an encrypted record left pending inside OpenSSL.
+  // would-block with encrypted records left pending (in the transport: OpenSSL never sees the
+  // socket block after the handshake).
   for (int i = 0; i < 10000; ++i) {
     if (writeOnce() != IoStatus::kOk) break;
   }
@@ -582,6 +583,10 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
   while ((!pending.empty() || received.size() < source.size()) && rounds++ < 100000) {
     if (!pending.empty()) {
       const IoStatus st = writeOnce();
+      if (st != IoStatus::kOk && st != IoStatus::kWouldBlock) break;
+    } else if (p.server.pendingOutput() > 0) {
+      // Ciphertext of bytes write() already took, which the socket had no room for.
+      const IoStatus st = p.server.flushPendingOutput().status;
       if (st != IoStatus::kOk && st != IoStatus::kWouldBlock) break;
     }
     // The client drains whatever has arrived, without blocking.
@@ -602,9 +607,93 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
       ASSERT_GT(::poll(fds, 2, transport_testing::kWaitMs), 0) << "stalled";
     }
   }
-  EXPECT_TRUE(saw_partial) << "writes are capped at one record";
+  EXPECT_TRUE(saw_partial) << "writes are capped at one flight of records";
   ASSERT_EQ(received.size(), source.size());
   EXPECT_TRUE(received == source) << "bytes arrived altered or out of order";
+}
+
+// One write() takes a flight of several records (sent with one send()), not one record.
+TEST(TlsTransport, OneWriteTakesAFlightOfRecords) {
+  TlsPair p;
+  p.establish();
+  const std::string source = pattern(0, 256 * 1024);
+  const IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(source.data()), source.size());
+  ASSERT_EQ(w.status, IoStatus::kOk) << p.server.failureReason();
+  EXPECT_EQ(w.bytes, 4u * 16384) << "four full records per call";
+  EXPECT_EQ(p.server.pendingOutput(), 0u) << "an empty socket takes the whole flight";
+  std::string received;
+  while (received.size() < w.bytes) {
+    char buf[65536];
+    size_t got = 0;
+    ASSERT_EQ(SSL_read_ex(p.client.ssl(), buf, sizeof buf, &got), 1);
+    received.append(buf, got);
+  }
+  EXPECT_TRUE(received == source.substr(0, w.bytes));
+}
+
+// Output pending in the transport while the client asks for a key update: nothing new is
+// encrypted until the pending ciphertext is out, the KeyUpdate answer (OpenSSL writes it with
+// the next SSL_write) follows it, and every byte arrives in order under the right keys; both
+// directions keep working afterwards.
+TEST(TlsTransport, KeyUpdateWhileOutputIsPendingKeepsTheStreamInOrder) {
+  TlsPair p;
+  p.establish();
+  int small = 4096;
+  ASSERT_EQ(::setsockopt(p.server.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  const std::string source = pattern(0, 4 * 1024 * 1024);
+  size_t written = 0;
+  while (p.server.pendingOutput() == 0 && written < source.size()) {
+    const IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(source.data()) + written,
+                                      source.size() - written);
+    ASSERT_EQ(w.status, IoStatus::kOk) << p.server.failureReason();
+    written += w.bytes;
+  }
+  ASSERT_GT(p.server.pendingOutput(), 0u) << "the socket never filled";
+  EXPECT_TRUE(hasInterest(p.server.pendingInterest(), Interest::kWrite));
+  const IoResult blocked = p.server.write(reinterpret_cast<const uint8_t*>(source.data()), 1);
+  EXPECT_EQ(blocked.status, IoStatus::kWouldBlock) << "nothing new while output is pending";
+
+  // The client asks for a key update; the server reads it (its answer goes out later).
+  ASSERT_EQ(SSL_key_update(p.client.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+  size_t n = 0;
+  ASSERT_EQ(SSL_write_ex(p.client.ssl(), "ping", 4, &n), 1);
+  EXPECT_EQ(readExactlyFrom(p.server, 4), "ping");
+  EXPECT_GT(p.server.pendingOutput(), 0u);
+
+  // Drain: every byte arrives, in order, and the connection still works both ways.
+  std::string received;
+  for (int rounds = 0; received.size() < written && rounds < 100000; ++rounds) {
+    const IoResult f = p.server.flushPendingOutput();
+    ASSERT_TRUE(f.status == IoStatus::kOk || f.status == IoStatus::kWouldBlock)
+        << p.server.failureReason();
+    char buf[65536];
+    size_t got = 0;
+    ERR_clear_error();
+    if (SSL_read_ex(p.client.ssl(), buf, sizeof buf, &got) == 1) {
+      received.append(buf, got);
+    } else {
+      const int code = SSL_get_error(p.client.ssl(), 0);
+      ASSERT_EQ(code, SSL_ERROR_WANT_READ) << "the client could not read the stream: " << code;
+      pollfd fds[2] = {{p.server.fd(), pollEvents(p.server.pendingInterest()), 0},
+                       {p.client.fd(), POLLIN, 0}};
+      ASSERT_GT(::poll(fds, 2, transport_testing::kWaitMs), 0) << "stalled";
+    }
+  }
+  ASSERT_EQ(received.size(), written);
+  EXPECT_TRUE(received == source.substr(0, written));
+  EXPECT_EQ(p.server.pendingOutput(), 0u);
+  const IoResult after = p.server.write(reinterpret_cast<const uint8_t*>("after"), 5);
+  ASSERT_EQ(after.status, IoStatus::kOk);
+  EXPECT_EQ(after.bytes, 5u);
+  // The small send buffer may still hold the last segments: flush as a connection would.
+  while (p.server.pendingOutput() > 0) {
+    ASSERT_TRUE(transport_testing::waitFd(p.server.fd(), POLLOUT));
+    const IoStatus st = p.server.flushPendingOutput().status;
+    ASSERT_TRUE(st == IoStatus::kOk || st == IoStatus::kWouldBlock) << p.server.failureReason();
+  }
+  EXPECT_EQ(p.client.readExactly(5), "after") << p.client.error();
+  ASSERT_EQ(SSL_write_ex(p.client.ssl(), "pong", 4, &n), 1);
+  EXPECT_EQ(readExactlyFrom(p.server, 4), "pong");
 }
 
 TEST(TlsTransport, WritevCoalescesSmallBuffersAndPassesLargeOnes) {
