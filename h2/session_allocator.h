@@ -16,8 +16,11 @@ namespace h2loop::h2 {
 // (outbound items, header name/value buffers, the copied nv array, stream
 // objects); with glibc malloc that was ~850 instructions per request, 6 % of
 // the whole request. A recycled block costs a few instructions. Requests
-// above the largest class (per-session buffers, large header blocks) go to
-// malloc directly.
+// above the largest class, 1 KiB (the session object, its buffers, large
+// header blocks: made once per connection), go to malloc directly: rounded up
+// to a power of two they would waste up to half of what every idle
+// connection keeps (with 4 KiB classes an idle h2c connection grew by
+// ~1 KiB).
 //
 // Bounded: at most max_cached_bytes sit in the free lists (blocks beyond it
 // go back to malloc at once), so a burst of connections does not pin memory
@@ -35,7 +38,7 @@ namespace h2loop::h2 {
 // after free inside nghttp2 is still reported.
 class SessionAllocator {
  public:
-  static constexpr size_t kClasses = 8;         // 32 B .. 4 KiB payloads
+  static constexpr size_t kClasses = 6;         // 32 B .. 1 KiB payloads
   static constexpr size_t kSmallestClass = 32;  // bytes
   static constexpr size_t kLargestClass = kSmallestClass << (kClasses - 1);
   static constexpr size_t kDefaultMaxCachedBytes = 1024 * 1024;
