@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -303,6 +304,7 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
     port_ = server_->ports()[0];
     const Snapshot s = snapshot();
     running_fd_baseline_ = s.fds - s.open_files;
+    fds_at_baseline_ = describeOpenFds();
     ASSERT_EQ(s.connections, 0u);
     ASSERT_EQ(s.loop.watches, 1u);
   }
@@ -334,7 +336,7 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
            s.loop.watches == (running ? 1u : 0u) && s.loop.registered == (running ? 1u : 0u) &&
            s.loop.timers == 2 && s.loop.armed_timers == 0 && s.loop.pending_deletions == 0 &&
            s.connections_active == 0 && s.streams_active == 0 && s.output_buffered == 0 &&
-           (!running || s.fds - s.open_files == running_fd_baseline_);
+           (!running || s.fds - s.open_files <= running_fd_baseline_);
   }
 
   // Waits (bounded) for the running worker to be idle and asserts every idle value.
@@ -358,8 +360,17 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
     EXPECT_EQ(s.streams_active, 0) << "streams_active gauge";
     EXPECT_EQ(s.output_buffered, 0) << "output_buffered_bytes gauge";
     if (running) {
-      EXPECT_EQ(s.fds - s.open_files, running_fd_baseline_)
-          << "fds (minus the file cache's) back to the idle baseline";
+      // A leak is a descriptor more. Fewer than at the baseline was seen once in CI (asan,
+      // under ctest -j2: 10 instead of 12, the server's own state all idle): something that
+      // was not the server's was open when the baseline was taken. Reported, not failed.
+      EXPECT_LE(s.fds - s.open_files, running_fd_baseline_)
+          << "fds (minus the file cache's) back to the idle baseline; at the baseline: "
+          << fds_at_baseline_ << "; now: " << describeOpenFds();
+      if (s.fds - s.open_files < running_fd_baseline_) {
+        std::cerr << "note: fewer descriptors than at the baseline (" << s.fds - s.open_files
+                  << " < " << running_fd_baseline_ << "); at the baseline: " << fds_at_baseline_
+                  << "; now: " << describeOpenFds() << "\n";
+      }
     }
   }
 
@@ -415,6 +426,7 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
   bool stopped_ = false;
   int64_t fds_before_server_ = 0;
   int64_t running_fd_baseline_ = 0;
+  std::string fds_at_baseline_;
   std::shared_ptr<FaultLog> log_;
   std::unique_ptr<LogCapture> capture_;
 };

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
@@ -458,6 +459,18 @@ ProcessResult runProcess(const std::vector<std::string>& argv, const std::filesy
   std::ifstream in(out_path);
   result.output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   return result;
+}
+
+std::string describeOpenFds() {
+  std::string out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    const std::filesystem::path target = std::filesystem::read_symlink(entry.path(), link_ec);
+    if (link_ec) continue;  // the iterator's own descriptor, closed meanwhile
+    out += entry.path().filename().string() + ":" + target.string() + " ";
+  }
+  return out;
 }
 
 // ---- LogCapture ------------------------------------------------------------------------------

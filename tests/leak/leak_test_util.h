@@ -130,6 +130,10 @@ struct ProcessResult {
 ProcessResult runProcess(const std::vector<std::string>& argv, const std::filesystem::path& scratch,
                          std::chrono::milliseconds limit);
 
+// The process's descriptors as "fd:target" pairs ("7:socket:[123] 8:/tmp/x ..."), for the
+// message of a failed descriptor-count check.
+std::string describeOpenFds();
+
 // ---- logs ----------------------------------------------------------------------------------
 
 // Keeps every formatted line logged through spdlog's default logger while installed.
