@@ -363,22 +363,12 @@ void Connection::writeOutput() {
 }
 
 bool Connection::flush() {
-  for (;;) {
-    if (out_.empty()) {
-      // TLS may still hold ciphertext the socket did not take.
-      if (transport_->pendingOutput() == 0) break;
-      const IoResult r = transport_->flushPendingOutput();
-      if (r.status == IoStatus::kOk) {
-        last_activity_ = worker_.loop().now();
-        break;
-      }
-      if (r.status == IoStatus::kWouldBlock) break;
-      closeOnIo(r.status, "write");
-      return false;
-    }
-    IoResult r = transport_->write(out_.data(), out_.size());
+  while (!outputSent()) {
+    // With out_ empty, TLS may still hold ciphertext the socket did not take.
+    const IoResult r = out_.empty() ? transport_->flushPendingOutput()
+                                    : transport_->write(out_.data(), out_.size());
     if (r.status == IoStatus::kOk) {
-      out_.consume(r.bytes);
+      out_.consume(r.bytes);  // 0 after a flush of pending output: it is all out
       last_activity_ = worker_.loop().now();
       continue;
     }
