@@ -385,8 +385,8 @@ bool Session::takeResetToken() {
 void Session::terminateForAbuse(uint32_t code) {
   if (goaway_error_sent_ != 0) return;
   // Unlike nghttp2's own limiters (which queue a GOAWAY and keep parsing),
-  // this makes nghttp2 ignore the rest of the input at once.
-  (void)nghttp2_session_terminate_session(ngh_.get(), code);
+  // terminating makes nghttp2 ignore the rest of the input at once.
+  (void)terminate(code);
   goaway_error_sent_ = code;  // before it is even sent
 }
 
