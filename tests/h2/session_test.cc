@@ -713,14 +713,22 @@ TEST(Session, TerminateSendsGoawayAndFinishes) {
   EXPECT_TRUE(p.session->finished());
 }
 
-TEST(Session, RapidResetFloodTerminatesConnection) {
+// A reset budget of 5 (1 per second), and requests answered with a streamed
+// body that stays open: every reset cancels a live response.
+SessionConfig smallResetBudget() {
   SessionConfig cfg;
   cfg.stream_reset_burst = 5;
   cfg.stream_reset_rate = 1;
-  Pair p(64, cfg);
-  p.handler.respond = [](Stream& s, bool) {
-    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
-  };
+  return cfg;
+}
+
+void answerStreamed(Stream& s, bool) {
+  EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+}
+
+TEST(Session, RapidResetFloodTerminatesConnection) {
+  Pair p(64, smallResetBudget());
+  p.handler.respond = answerStreamed;
   ASSERT_TRUE(p.pump());
   // Each HEADERS must reach the server before its RST (nghttp2 drops both
   // if the RST is queued first).
@@ -740,13 +748,8 @@ TEST(Session, RapidResetFloodTerminatesConnection) {
 // limiter only queues its GOAWAY, and goes on accepting new streams until
 // that GOAWAY is serialised, i.e. after the whole buffer was parsed.
 TEST(Session, RapidResetFloodInOneReadStopsAtTheBudget) {
-  SessionConfig cfg;
-  cfg.stream_reset_burst = 5;
-  cfg.stream_reset_rate = 1;
-  Pair p(64, cfg);
-  p.handler.respond = [](Stream& s, bool) {
-    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
-  };
+  Pair p(64, smallResetBudget());
+  p.handler.respond = answerStreamed;
   ASSERT_TRUE(p.pump());
   std::vector<uint8_t> flood;
   auto take = [&] {
