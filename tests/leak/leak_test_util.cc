@@ -1,6 +1,7 @@
 #include "leak/leak_test_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -387,6 +388,11 @@ bool H2Client::finish(int32_t id, std::chrono::milliseconds limit) {
   return pumpUntil([&] { return streams_[id].closed; }, limit);
 }
 
+bool H2Client::waitEnd(std::chrono::milliseconds limit) {
+  (void)pumpUntil([] { return false; }, limit);  // returns (false) when it ended or at `limit`
+  return end_ != End::kOpen;
+}
+
 void H2Client::close(bool abortive) {
   if (ssl_ != nullptr) {
     SSL_free(ssl_);  // no close_notify: the socket closes right after
@@ -461,15 +467,54 @@ ProcessResult runProcess(const std::vector<std::string>& argv, const std::filesy
   return result;
 }
 
-std::string describeOpenFds() {
-  std::string out;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    std::error_code link_ec;
-    const std::filesystem::path target = std::filesystem::read_symlink(entry.path(), link_ec);
-    if (link_ec) continue;  // the iterator's own descriptor, closed meanwhile
-    out += entry.path().filename().string() + ":" + target.string() + " ";
+FdTable openFds() {
+  FdTable fds;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return fds;
+  const int own = ::dirfd(d);
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    if (fd == own) continue;
+    char target[4096];
+    const std::string link = std::string("/proc/self/fd/") + e->d_name;
+    const ssize_t n = ::readlink(link.c_str(), target, sizeof target);
+    fds[fd] = n >= 0 ? std::string(target, static_cast<size_t>(n)) : "(closed while listed)";
   }
+  ::closedir(d);
+  return fds;
+}
+
+std::string describeFds(const FdTable& fds) {
+  std::string out;
+  for (const auto& [fd, target] : fds)
+    out += std::to_string(fd) + ":" + target + " ";
+  return out;
+}
+
+std::string describeOpenFds() {
+  return describeFds(openFds());
+}
+
+std::string diffFds(const FdTable& baseline, const FdTable& now) {
+  std::string missing;
+  std::string extra;
+  std::string changed;
+  for (const auto& [fd, target] : baseline) {
+    const auto it = now.find(fd);
+    if (it == now.end()) {
+      missing += " " + std::to_string(fd) + ":" + target;
+    } else if (it->second != target) {
+      changed += " " + std::to_string(fd) + ":" + target + " -> " + it->second;
+    }
+  }
+  for (const auto& [fd, target] : now) {
+    if (!baseline.contains(fd)) extra += " " + std::to_string(fd) + ":" + target;
+  }
+  std::string out;
+  if (!missing.empty()) out += "missing:" + missing + "; ";
+  if (!extra.empty()) out += "extra:" + extra + "; ";
+  if (!changed.empty()) out += "changed:" + changed + "; ";
   return out;
 }
 

@@ -73,6 +73,9 @@ class H2Client {
   bool pumpUntil(const std::function<bool()>& done, std::chrono::milliseconds limit);
   // pumpUntil(stream `id` closed).
   bool finish(int32_t id, std::chrono::milliseconds limit);
+  // Pumps until the connection ends (EOF, reset or error: end() != kOpen) or `limit` passes.
+  // True when it ended.
+  bool waitEnd(std::chrono::milliseconds limit);
   // Closes the socket (abortive: RST). Idempotent.
   void close(bool abortive = false);
 
@@ -130,9 +133,24 @@ struct ProcessResult {
 ProcessResult runProcess(const std::vector<std::string>& argv, const std::filesystem::path& scratch,
                          std::chrono::milliseconds limit);
 
-// The process's descriptors as "fd:target" pairs ("7:socket:[123] 8:/tmp/x ..."), for the
-// message of a failed descriptor-count check.
+// ---- descriptors ---------------------------------------------------------------------------
+
+// The process's open descriptors: number -> readlink() of /proc/self/fd/<n> ("socket:[123]",
+// "anon_inode:[eventpoll]", "/tmp/x"). The directory stream used to read them is not listed.
+// In process, the server and the test share this table.
+using FdTable = std::map<int, std::string>;
+FdTable openFds();
+
+// "7:socket:[123] 8:/tmp/x ..." (every descriptor of `fds`).
+std::string describeFds(const FdTable& fds);
+// The process's descriptors, described (describeFds(openFds())).
 std::string describeOpenFds();
+
+// Empty when `now` equals `baseline` (same numbers, same targets). Otherwise names every
+// difference: "missing: 7:socket:[1]; extra: 9:/tmp/x; changed: 5:socket:[2] -> socket:[3]".
+// A number whose target changed was closed and reused meanwhile: a descriptor closed that its
+// closer did not own, or one leaked into a number freed by such a close.
+std::string diffFds(const FdTable& baseline, const FdTable& now);
 
 // ---- logs ----------------------------------------------------------------------------------
 
