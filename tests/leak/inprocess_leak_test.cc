@@ -549,7 +549,7 @@ TEST_P(FaultInjection, FdClosedBehindBackWhileIdleIsFoundByTheTimer) {
   // Nothing happens on the connection after its fd vanished: no event will ever come (epoll
   // dropped the registration with the file). The idle timer finds it: its GOAWAY write fails
   // with EBADF, and the close goes through the same final destruction.
-  startServer({}, [](ServerConfig& c) { c.idle_timeout = 300ms; });
+  startServer({}, [](ServerConfig& c) { c.idle_timeout = 1s; });
   const Snapshot before = snapshot();
   H2Client client(clientConfig());
   const int32_t id = fetch(client, "/small.txt");
@@ -558,7 +558,17 @@ TEST_P(FaultInjection, FdClosedBehindBackWhileIdleIsFoundByTheTimer) {
   const std::vector<int> fds = log_->acceptedFds();
   ASSERT_EQ(fds.size(), 1u);
   // On the loop thread, so that nothing of the server runs meanwhile.
-  worker().runOnLoop([&] { ::close(fds[0]); });
+  // The idle timeout runs from the response on; a loaded machine (asan, ctest -j2) must still
+  // get here before it, or the timer's GOAWAY and close would not be the ones that find the fd
+  // gone.
+  std::vector<int> states;  // Connection::State of each connection
+  worker().runOnLoop([&] {
+    worker().forEachConnection(
+        [&](server::Connection& c) { states.push_back(static_cast<int>(c.state())); });
+    ::close(fds[0]);
+  });
+  ASSERT_EQ(states, std::vector<int>{static_cast<int>(server::Connection::State::kActive)})
+      << "the connection was still active (its idle timer not yet run) when its fd was closed";
 
   const Snapshot after = waitClosed(before, errorReason());
   EXPECT_EQ(delta(before, after, errorReason()), 1) << describe(after);
