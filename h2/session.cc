@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -51,6 +52,13 @@ struct Session::Callbacks {
   static int frameSend(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     return self(ud)->onFrameSend(frame);
   }
+  static int beginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* ud) {
+    return self(ud)->onBeginFrame(*hd);
+  }
+  static int error(nghttp2_session*, int lib_error_code, const char* msg, size_t len, void* ud) {
+    self(ud)->onLibraryError(lib_error_code, std::string_view(msg, len));
+    return 0;
+  }
   static int dataChunkRecv(nghttp2_session*, uint8_t /*flags*/, int32_t stream_id,
                            const uint8_t* data, size_t len, void* ud) {
     return self(ud)->onDataChunkRecv(stream_id, data, len);
@@ -84,6 +92,8 @@ struct Session::Callbacks {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, dataChunkRecv);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, streamClose);
         nghttp2_session_callbacks_set_send_data_callback(cbs, sendData);
+        nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, beginFrame);
+        nghttp2_session_callbacks_set_error_callback2(cbs, error);
       }
       ~Table() { nghttp2_session_callbacks_del(cbs); }
       Table(const Table&) = delete;
@@ -93,6 +103,36 @@ struct Session::Callbacks {
     return t.cbs;
   }
 };
+
+void PeerStreamIds::set(uint32_t slot, bool used) {
+  const uint64_t bit = uint64_t{1} << (slot % 64);
+  uint64_t& word = bits_[(slot / 64) % bits_.size()];
+  word = used ? (word | bit) : (word & ~bit);
+}
+
+bool PeerStreamIds::get(uint32_t slot) const {
+  return (bits_[(slot / 64) % bits_.size()] >> (slot % 64)) & 1;
+}
+
+void PeerStreamIds::open(uint32_t id) {
+  const uint32_t slot = id / 2;
+  const uint32_t top = highest_ / 2;
+  if (highest_ == 0 || slot - top >= kWindow) {
+    bits_.fill(0);
+  } else {
+    for (uint32_t s = top + 1; s < slot; ++s)
+      set(s % kWindow, false);  // skipped: idle, now closed
+  }
+  set(slot % kWindow, true);
+  highest_ = id;
+}
+
+PeerStreamIds::Seen PeerStreamIds::lookup(uint32_t id) const {
+  if (id > highest_) return Seen::kNew;
+  const uint32_t slot = id / 2;
+  if (highest_ / 2 - slot >= kWindow) return Seen::kUnknown;
+  return get(slot % kWindow) ? Seen::kUsed : Seen::kSkipped;
+}
 
 Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig& config,
                  std::shared_ptr<SessionAllocator> allocator)
@@ -190,13 +230,45 @@ RecvResult Session::receive(const uint8_t* data, size_t len) {
   dispatching_ = true;
   const ssize_t rv = nghttp2_session_mem_recv(ngh_.get(), data, len);
   dispatching_ = false;
-  if (rv < 0) {
-    // A callback failure already recorded the precise reason.
-    fail(static_cast<int>(rv), "nghttp2_session_mem_recv");
-    return {SessionStatus::kFatal, 0, static_cast<int>(rv)};
+  if (rv >= 0) {
+    if (failed_) return {SessionStatus::kFatal, static_cast<size_t>(rv), error_code_};
+    return {SessionStatus::kOk, static_cast<size_t>(rv), 0};
   }
-  if (failed_) return {SessionStatus::kFatal, static_cast<size_t>(rv), error_code_};
-  return {SessionStatus::kOk, static_cast<size_t>(rv), 0};
+  const int err = static_cast<int>(rv);
+  // The peer's connection errors that nghttp2 reports instead of answering:
+  // answer them with GOAWAY, which produce() still delivers.
+  uint32_t code = 0;
+  const char* why = nullptr;
+  switch (err) {
+    case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+      code = NGHTTP2_PROTOCOL_ERROR;
+      why = "invalid connection preface";
+      break;
+    case NGHTTP2_ERR_FLOODED:
+      code = NGHTTP2_ENHANCE_YOUR_CALM;
+      why = "flood: too many SETTINGS/PING acknowledgements queued (peer does not read)";
+      break;
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+      code = NGHTTP2_ENHANCE_YOUR_CALM;
+      why = "too many CONTINUATION frames";
+      break;
+    case NGHTTP2_ERR_CALLBACK_FAILURE:
+      if (!failed_ && connection_error_ != 0) {  // a callback found it (onBeginFrame)
+        return {SessionStatus::kOk, 0, err};
+      }
+      break;
+    default:
+      break;
+  }
+  if (code == 0 || failed_) {
+    // A callback failure already recorded the precise reason.
+    fail(err, "nghttp2_session_mem_recv");
+    return {SessionStatus::kFatal, 0, err};
+  }
+  if (connection_error_ == 0) {
+    connectionErrorFound(code, why);
+  }
+  return {SessionStatus::kOk, 0, err};
 }
 
 ProduceResult Session::produce(OutputBuffer& out) {
@@ -327,7 +399,7 @@ int Session::onFrameRecv(const nghttp2_frame* frame) {
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_DATA && !end_stream && frame->hd.length <= frame->data.padlen) {
     if (++empty_data_in_a_row_ > config_.max_empty_data_frames) {
-      terminateForAbuse(NGHTTP2_ENHANCE_YOUR_CALM);
+      connectionErrorFound(NGHTTP2_ENHANCE_YOUR_CALM, "flood of empty DATA frames");
     }
     return 0;
   }
@@ -350,7 +422,12 @@ int Session::onFrameRecv(const nghttp2_frame* frame) {
       return 0;
     }
     case NGHTTP2_RST_STREAM:
-      if (!takeResetToken()) terminateForAbuse(NGHTTP2_ENHANCE_YOUR_CALM);
+      if (!takeResetToken()) {
+        connectionErrorFound(NGHTTP2_ENHANCE_YOUR_CALM, "RST_STREAM rate over the reset budget");
+      }
+      return 0;
+    case NGHTTP2_GOAWAY:
+      peer_goaway_ = true;
       return 0;
     case NGHTTP2_DATA: {
       if (!end_stream) return 0;
@@ -382,19 +459,52 @@ bool Session::takeResetToken() {
   return true;
 }
 
-void Session::terminateForAbuse(uint32_t code) {
-  if (goaway_error_sent_ != 0) return;
+void Session::connectionErrorFound(uint32_t code, std::string_view why) {
+  if (connection_error_ != 0) return;
+  connection_error_ = code;  // before the GOAWAY is even sent
+  peer_error_.assign(why);
   // Unlike nghttp2's own limiters (which queue a GOAWAY and keep parsing),
   // terminating makes nghttp2 ignore the rest of the input at once.
   (void)terminate(code);
-  goaway_error_sent_ = code;  // before it is even sent
 }
 
 int Session::onFrameSend(const nghttp2_frame* frame) {
-  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
-    goaway_error_sent_ = frame->goaway.error_code;
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+      connection_error_ == 0) {
+    connection_error_ = frame->goaway.error_code;  // nghttp2 decided it
   }
   return 0;
+}
+
+int Session::onBeginFrame(const nghttp2_frame_hd& hd) {
+  if (hd.type != NGHTTP2_HEADERS || (hd.stream_id & 1) == 0) return 0;  // even ids: nghttp2's
+  const auto id = static_cast<uint32_t>(hd.stream_id);
+  switch (peer_ids_.lookup(id)) {
+    case PeerStreamIds::Seen::kNew:
+      peer_ids_.open(id);
+      return 0;
+    case PeerStreamIds::Seen::kSkipped: {
+      char why[96];
+      const int n = std::snprintf(why, sizeof why,
+                                  "HEADERS on stream %u, idle and closed by stream %u (§5.1.1)", id,
+                                  peer_ids_.highest());
+      connectionErrorFound(NGHTTP2_PROTOCOL_ERROR,
+                           std::string_view(why, static_cast<size_t>(std::max(n, 0))));
+      // mem_recv stops here; receive() sees the connection error.
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    case PeerStreamIds::Seen::kUsed:     // trailers, or a stream closed meanwhile
+    case PeerStreamIds::Seen::kUnknown:  // too far back to tell: nghttp2 decides
+      return 0;
+  }
+  return 0;
+}
+
+void Session::onLibraryError(int lib_error_code, std::string_view message) {
+  // nghttp2 says why it is about to reset a stream or end the connection;
+  // the connection logs it once if it ends in a connection error. Bounded.
+  (void)lib_error_code;
+  if (connection_error_ == 0) peer_error_.assign(message.substr(0, 200));
 }
 
 int Session::onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len) {

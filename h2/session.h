@@ -2,11 +2,13 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "h2/output_buffer.h"
 #include "h2/session_allocator.h"
@@ -95,15 +97,44 @@ enum class SessionStatus {
 };
 
 struct RecvResult {
+  // kOk also when the input held a connection error (connectionError() != 0):
+  // the GOAWAY is queued; produce() it, then end the connection.
   SessionStatus status = SessionStatus::kOk;
   size_t consumed = 0;  // bytes nghttp2 consumed (all of them on kOk)
-  int error = 0;        // nghttp2 error code on kFatal
+  // The nghttp2 library error that stopped the input (kFatal, or the
+  // connection error found, e.g. NGHTTP2_ERR_BAD_CLIENT_MAGIC); 0 otherwise.
+  int error = 0;
 };
 
 struct ProduceResult {
   SessionStatus status = SessionStatus::kOk;
   size_t bytes = 0;  // bytes added to the OutputBuffer
   int error = 0;     // nghttp2 error code on kFatal
+};
+
+// Remembers which of the most recent client-initiated (odd) stream ids the
+// peer opened with HEADERS. RFC 9113 §5.1.1: the first use of a stream id
+// closes every idle stream with a lower id, and a HEADERS frame on one of
+// those is a connection error (PROTOCOL_ERROR). nghttp2 1.52 ignores such a
+// frame; telling it apart from trailers on a stream we already reset needs
+// to know whether the id was ever used. The window is bounded (kWindow ids
+// back from the highest); older ids are kUnknown and left to nghttp2.
+class PeerStreamIds {
+ public:
+  enum class Seen : uint8_t { kUsed, kSkipped, kUnknown, kNew };
+  static constexpr uint32_t kWindow = 1024;
+
+  // Records the HEADERS of a new stream id (higher than every one before).
+  void open(uint32_t id);
+  [[nodiscard]] Seen lookup(uint32_t id) const;
+  [[nodiscard]] uint32_t highest() const { return highest_; }
+
+ private:
+  void set(uint32_t slot, bool used);
+  [[nodiscard]] bool get(uint32_t slot) const;
+
+  std::array<uint64_t, kWindow / 64> bits_{};  // by (id / 2) % kWindow
+  uint32_t highest_ = 0;
 };
 
 // Server side of one HTTP/2 connection: bytes in (receive), bytes out
@@ -136,8 +167,13 @@ class Session {
 
   // Feeds received bytes to nghttp2. Nothing is written while parsing:
   // responses submitted from handler callbacks are queued until produce().
-  // Any nghttp2 error (flood, bad client magic, protocol error, callback
-  // failure) is fatal for the connection.
+  // A connection error of the peer's making (invalid preface, frame-level
+  // protocol error, flood, too many CONTINUATIONs, a stream id that went
+  // backwards, rapid reset) is not fatal here: it queues GOAWAY with its code
+  // (connectionError()), the rest of the input is ignored, and produce()
+  // still delivers that GOAWAY so the peer can read why (RFC 9113 §5.4.1).
+  // Only a failure of our own (out of memory, a callback that failed) is
+  // kFatal.
   [[nodiscard]] RecvResult receive(const uint8_t* data, size_t len);
 
   // Serialises pending frames into out until nghttp2 has nothing more or out
@@ -177,10 +213,17 @@ class Session {
 
   [[nodiscard]] const std::string& lastError() const { return error_; }
   [[nodiscard]] int lastErrorCode() const { return error_code_; }
-  // The error code of the last GOAWAY sent with one (0: none, or only
-  // NO_ERROR): the session ended the connection over the peer's conduct
-  // (protocol error, flood, rapid reset), whether nghttp2 decided it or we did.
-  [[nodiscard]] uint32_t goawayErrorSent() const { return goaway_error_sent_; }
+  // The HTTP/2 error code of the connection error the peer committed (0:
+  // none): the session ends the connection with GOAWAY(code) over the peer's
+  // conduct, whether nghttp2 decided it (set when the GOAWAY is sent) or the
+  // Session did (set at once, before the GOAWAY leaves).
+  [[nodiscard]] uint32_t connectionError() const { return connection_error_; }
+  // Why, in words, for the log line: nghttp2's own message or ours.
+  [[nodiscard]] const std::string& connectionErrorReason() const { return peer_error_; }
+  // The peer sent GOAWAY: it starts no new streams and wants none from us.
+  // Streams in flight go on; once none is left nghttp2 reads nothing more
+  // (finished()), and the connection ends.
+  [[nodiscard]] bool peerGoaway() const { return peer_goaway_; }
 
  private:
   friend class Stream;
@@ -198,6 +241,8 @@ class Session {
                const uint8_t* value, size_t valuelen);
   int onFrameRecv(const nghttp2_frame* frame);
   int onFrameSend(const nghttp2_frame* frame);
+  int onBeginFrame(const nghttp2_frame_hd& hd);
+  void onLibraryError(int lib_error_code, std::string_view message);
   int onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len);
   int onStreamClose(int32_t stream_id, uint32_t error_code);
   ssize_t onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* data_flags);
@@ -210,8 +255,9 @@ class Session {
   void unlink(Stream& s);
   // Takes one token for a received RST_STREAM; false when the bucket is dry.
   bool takeResetToken();
-  // GOAWAY(code) now; nothing more is read. Streams under way may finish.
-  void terminateForAbuse(uint32_t code);
+  // Connection error: GOAWAY(code) is queued at once and nghttp2 ignores
+  // the rest of the input. Keeps the first code and reason.
+  void connectionErrorFound(uint32_t code, std::string_view why);
   // Keeps the first error; returns NGHTTP2_ERR_CALLBACK_FAILURE.
   int fail(int code, const char* what);
 
@@ -234,7 +280,12 @@ class Session {
   // Rapid-reset bucket, filled lazily at the first RST_STREAM received.
   uint64_t reset_tokens_ = 0;
   int64_t reset_tokens_at_ = -1;  // steady clock, whole seconds
-  uint32_t goaway_error_sent_ = 0;
+  uint32_t connection_error_ = 0;
+  bool peer_goaway_ = false;
+  std::string peer_error_;
+  // Client stream ids seen: a HEADERS frame may reuse one (trailers, or a
+  // stream we reset) but never an idle id that a higher one closed.
+  PeerStreamIds peer_ids_;
   std::string error_;
   int error_code_ = 0;
 };

@@ -34,13 +34,26 @@ struct ServerConfig {
   // Bounded output per connection (h2::OutputBuffer watermarks).
   size_t output_high_watermark = 64 * 1024;
   size_t output_low_watermark = 16 * 1024;
+  // TCP_NOTSENT_LOWAT on accepted sockets: bytes the kernel holds unsent for
+  // a connection before send() would block (0: the kernel's default, which
+  // is unbounded). Without it a peer that sends control frames and never
+  // reads parks megabytes of our answers in the kernel, and our own output
+  // never backs up far enough for the flood limit to see it.
+  uint32_t kernel_unsent_limit = 128 * 1024;
 
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds write_timeout{30'000};
+  // Graceful ends: how long we wait for the client's FIN after our GOAWAY.
   std::chrono::milliseconds linger_timeout{2'000};
+  // Connection errors: after GOAWAY(error) and our FIN, how long input is
+  // read and discarded (so a late RST cannot destroy the GOAWAY) before the
+  // close; also the bound on flushing that GOAWAY to a peer that does not read.
+  std::chrono::milliseconds error_linger_timeout{1'000};
   std::chrono::milliseconds drain_timeout{10'000};
-  // Between the shutdown notice and the final GOAWAY (about one round trip).
+  // Between the shutdown notice and the final GOAWAY (about one round trip);
+  // also how long a client that sent GOAWAY and has nothing left in flight
+  // gets to close first before we send our FIN.
   std::chrono::milliseconds goaway_delay{100};
   // Pause before accepting again after EMFILE/ENFILE.
   std::chrono::milliseconds accept_backoff{100};

@@ -165,8 +165,12 @@ void Connection::onTimer() {
       close(CloseReason::kHandshakeTimeout, true);
       return;
     case State::kLingering:
-      // The client kept the connection open after GOAWAY: reset it.
-      close(end_reason_, true);
+      // The client kept the connection open past the bound: reset it.
+      if (now >= linger_until_) {
+        close(end_reason_, true);
+      } else {
+        lingerStep();  // our FIN is due
+      }
       return;
     case State::kDraining:
       if (!goaway_sent_) {
@@ -202,7 +206,7 @@ void Connection::onTimer() {
     writeOutput();
     if (!open()) return;
     if (session_->activeStreams() == 0) {
-      beginLingeringClose();
+      beginLingeringClose(Linger::kWaitForClient);
       return;
     }
     timer_->arm(cfg.write_timeout);
@@ -225,7 +229,7 @@ void Connection::onEvent(uint32_t ready) {
       }
       return;
     case State::kLingering:
-      lingerRead();
+      onLingerEvent();
       return;
     case State::kClosed:
       return;
@@ -237,15 +241,12 @@ void Connection::onEvent(uint32_t ready) {
   const bool read_blocked_on_write = transport_->isTls() && (ready & ev::kWrite) &&
                                      hasInterest(transport_->pendingInterest(), Interest::kWrite);
   if ((ready & ev::kWrite) && !flush()) return;
-  // A peer that sent its FIN (or a RST) is read even while backpressure
-  // pauses reading: what is left is bounded by the socket buffer, and the
-  // EOF it ends with closes the connection now, not at the write timeout.
-  const bool peer_gone = (ready & (ev::kHangup | ev::kError)) != 0;
-  if (peer_gone || (!read_paused_ && ((ready & ev::kRead) || read_blocked_on_write))) {
-    readInput(peer_gone);
+  // A peer's FIN (or RST) is read at once, even under backpressure: the EOF
+  // closes the connection now, not at the write timeout.
+  if ((ready & (ev::kRead | ev::kHangup | ev::kError)) || read_blocked_on_write) {
+    readInput();
     if (!open()) return;
   }
-  // Paused with an error pending: the write attempt below reports it.
   writeOutput();
   if (open()) afterIo();
 }
@@ -293,11 +294,11 @@ void Connection::startSession() {
   if (open()) afterIo();
 }
 
-void Connection::readInput(bool despite_pause) {
+void Connection::readInput() {
   uint8_t* buf = worker_.readBuffer();
   // Assume we stop early; the kernel-drained exits below clear it.
   input_pending_ = true;
-  for (int i = 0; i < kReadBudget && (despite_pause || !read_paused_); ++i) {
+  for (int i = 0; i < kReadBudget; ++i) {
     IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == IoStatus::kWouldBlock) {
       input_pending_ = false;
@@ -311,27 +312,27 @@ void Connection::readInput(bool despite_pause) {
     got_input_ = true;
     const h2::RecvResult rr = session_->receive(buf, r.bytes);
     if (rr.status != h2::SessionStatus::kOk) {
-      // Frame-level protocol errors do not come here: nghttp2 queues a GOAWAY
-      // for them and the session finishes normally. What does come here
-      // (flood, bad preface, callback failure) closes at once.
-      spdlog::info("connection fd {}: HTTP/2 error: {}", fd_, session_->lastError());
-      const std::string_view input(reinterpret_cast<const char*>(buf), r.bytes);
-      if (rr.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC &&
-          input.find(" HTTP/1.") != std::string_view::npos) {
-        // A FIN after the reply, not a RST that could destroy it in flight.
-        out_.consume(out_.size());
-        if (out_.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size()) &&
-            flush() && outputSent()) {
-          transport_->shutdownWrite();
-          close(CloseReason::kProtocolError, false);
-          return;
-        }
-      }
-      if (!open()) return;
+      // Our own failure (out of memory, a callback that failed): nothing
+      // sensible can be sent any more.
+      spdlog::warn("connection fd {}: HTTP/2 session failed: {}", fd_, session_->lastError());
       close(CloseReason::kProtocolError, true);
       return;
     }
-    if (out_.aboveHigh() && !despite_pause) return;
+    if (rr.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+      const std::string_view input(reinterpret_cast<const char*>(buf), r.bytes);
+      if (input.find(" HTTP/1.") != std::string_view::npos) {
+        // An HTTP/1.1 client reads a 505, not binary SETTINGS and GOAWAY.
+        out_.consume(out_.size());
+        http1_reply_ =
+            out_.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size());
+      }
+    }
+    // A connection error (GOAWAY queued), or nothing more nghttp2 would
+    // read: what else arrives is discarded once the connection lingers.
+    if (session_->connectionError() != 0 || !session_->wantRead()) {
+      input_pending_ = false;
+      return;
+    }
     if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) {
       input_pending_ = false;
       return;
@@ -345,7 +346,7 @@ void Connection::writeOutput() {
   // leaves together with the first response.
   if (!got_input_) return;
   for (int round = 0; round < kWriteBudget; ++round) {
-    if (!out_.aboveHigh()) {
+    if (!out_.aboveHigh() && !http1_reply_) {
       const h2::ProduceResult pr = session_->produce(out_);
       if (pr.status != h2::SessionStatus::kOk) {
         spdlog::info("connection fd {}: HTTP/2 error while sending: {}", fd_,
@@ -398,25 +399,25 @@ void Connection::noteBuffered() {
 
 void Connection::afterIo() {
   worker_.publishGauges();
-  // Backpressure with hysteresis: stop reading above the high watermark,
-  // resume below the low one.
-  if (out_.aboveHigh()) {
-    read_paused_ = true;
-  } else if (read_paused_ && out_.belowLow()) {
-    read_paused_ = false;
+  // How the connection ends, decided by why.
+  if (http1_reply_ || session_->connectionError() != 0) {
+    endFor(CloseReason::kProtocolError);
+    if (!http1_reply_) {
+      spdlog::info("connection fd {}: GOAWAY({}) over the peer's conduct: {}", fd_,
+                   nghttp2_http2_strerror(session_->connectionError()),
+                   session_->connectionErrorReason());
+    }
+    beginLingeringClose(Linger::kAfterError);
+    return;
   }
   if (session_->finished() && outputSent()) {
-    if (const uint32_t code = session_->goawayErrorSent(); code != NGHTTP2_NO_ERROR) {
-      spdlog::info("connection fd {}: GOAWAY({}) sent over the peer's conduct, closing", fd_,
-                   nghttp2_http2_strerror(code));
-      endFor(CloseReason::kProtocolError);
-    }
-    beginLingeringClose();
+    beginLingeringClose(session_->peerGoaway() && !goaway_sent_ ? Linger::kAfterClientGoaway
+                                                                : Linger::kWaitForClient);
     return;
   }
   if (state_ == State::kDraining && goaway_sent_ && session_->activeStreams() == 0 &&
       outputSent() && !session_->wantWrite()) {
-    beginLingeringClose();
+    beginLingeringClose(Linger::kWaitForClient);
     return;
   }
   if (out_.empty()) {
@@ -427,7 +428,7 @@ void Connection::afterIo() {
 }
 
 void Connection::updateInterest() {
-  uint32_t interest = read_paused_ ? uint32_t{ev::kNone} : uint32_t{ev::kRead};
+  uint32_t interest = ev::kRead;
   if (wantsToWrite()) interest |= ev::kWrite;
   const Interest blocked = transport_->pendingInterest();
   if (hasInterest(blocked, Interest::kRead)) interest |= ev::kRead;
@@ -439,7 +440,7 @@ void Connection::updateInterest() {
   // Input that TLS read ahead of the records we took raises no readiness
   // event: come back for it on the next iteration, after the other
   // connections had their turn.
-  if (!read_paused_ && input_pending_ && transport_->hasPendingInput()) {
+  if (input_pending_ && transport_->hasPendingInput()) {
     watch_->activate(ev::kRead);
   }
   // Output got stuck (or unstuck): the write timeout replaces the idle one.
@@ -469,28 +470,91 @@ void Connection::closeOnIo(IoStatus status, std::string_view what) {
   }
 }
 
-// Graceful end: everything, GOAWAY included, is sent. We send no FIN: the
-// client closes first on GOAWAY, so the TIME_WAIT lands on its side, not on
-// the server's (the server that closed first is the one that ran out of
-// ports in the field). We read and discard until its FIN; if it does not
-// come within linger_timeout, the close is abortive (RST, no TIME_WAIT).
-void Connection::beginLingeringClose() {
+// The end of a connection we decided to end, in the way `kind` says (see
+// Linger). Graceful kinds keep TIME_WAIT off the server: the server that
+// closed first is the one that ran out of ports in the field. Every kind
+// reads and discards until the client's FIN or RST (a passive, clean close)
+// and is bounded in time (then RST).
+void Connection::beginLingeringClose(Linger kind) {
   if (state_ == State::kLingering || !open()) return;
   state_ = State::kLingering;
-  if (watch_->setInterest(ev::kRead) != 0) {
+  linger_ = kind;
+  const ServerConfig& cfg = worker_.config();
+  const auto now = worker_.loop().now();
+  switch (kind) {
+    case Linger::kWaitForClient:
+      linger_until_ = now + cfg.linger_timeout;
+      break;
+    case Linger::kAfterClientGoaway:
+      // RFC 9113 §6.8: a GOAWAY before the close, even to a client that
+      // sent one; then a round trip for the client to close first.
+      if (!goaway_sent_) {
+        goaway_sent_ = true;
+        (void)session_->goaway(NGHTTP2_NO_ERROR);
+      }
+      fin_at_ = now + cfg.goaway_delay;
+      linger_until_ = now + cfg.linger_timeout;
+      break;
+    case Linger::kAfterError:
+      fin_at_ = now;
+      linger_until_ = now + cfg.error_linger_timeout;
+      break;
+  }
+  onLingerEvent();
+}
+
+bool Connection::allSent() const {
+  // Before the client's first bytes the session's output is held back (see
+  // writeOutput()): it never leaves, so it is not waited for.
+  return outputSent() && (http1_reply_ || !got_input_ || !session_ || !session_->wantWrite());
+}
+
+void Connection::onLingerEvent() {
+  // The GOAWAY (and what was queued before it) may still be on its way.
+  if (!allSent()) {
+    writeOutput();
+    if (!open()) return;
+  }
+  lingerRead();
+  if (open()) lingerStep();
+}
+
+void Connection::lingerStep() {
+  const bool sent = allSent();
+  const auto now = worker_.loop().now();
+  const bool fin_pending = linger_ != Linger::kWaitForClient && !fin_sent_;
+  if (fin_pending && sent && now >= fin_at_) {
+    transport_->shutdownWrite();
+    fin_sent_ = true;
+  }
+  uint32_t interest = ev::kRead;
+  if (!sent) interest |= ev::kWrite;
+  if (hasInterest(transport_->pendingInterest(), Interest::kWrite)) interest |= ev::kWrite;
+  if (watch_->setInterest(interest) != 0) {
     close(CloseReason::kIoError, true);
     return;
   }
-  timer_->arm(worker_.config().linger_timeout);
+  // Discarded input TLS read ahead raises no readiness event.
+  if (input_pending_ && transport_->hasPendingInput()) watch_->activate(ev::kRead);
+  auto next = linger_until_;
+  if (linger_ != Linger::kWaitForClient && !fin_sent_ && sent) next = std::min(next, fin_at_);
+  if (!timer_->armed() || next != linger_timer_at_) {
+    linger_timer_at_ = next;
+    timer_->arm(std::max(ev::Duration::zero(), ev::Duration(next - now)));
+  }
 }
 
 void Connection::lingerRead() {
   uint8_t* buf = worker_.readBuffer();
+  input_pending_ = true;
   for (int i = 0; i < kReadBudget; ++i) {
     IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == IoStatus::kOk) continue;  // discarded
-    if (r.status == IoStatus::kWouldBlock) return;
-    // The client closed first (FIN or RST): a passive, clean close.
+    if (r.status == IoStatus::kWouldBlock) {
+      input_pending_ = false;
+      return;
+    }
+    // The client closed (FIN or RST): a passive, clean close.
     close(end_reason_, false);
     return;
   }

@@ -18,7 +18,7 @@ class Worker;
 // loop of the worker that accepted it (nothing of it is touched elsewhere).
 //
 // States: handshake -> active -> draining (GOAWAY sent) -> lingering
-// (everything sent, waiting for the client's FIN, bounded) -> closed.
+// (GOAWAY flushed, input discarded, bounded; see Linger) -> closed.
 //
 // Every exit calls close(reason): idempotent, logs the reason once, detaches
 // the watch whatever state the fd is in, and hands the connection to the
@@ -29,6 +29,24 @@ class Worker;
 class Connection final : public ev::DeferredDeletable, private h2::SessionHandler {
  public:
   enum class State : uint8_t { kHandshake, kActive, kDraining, kLingering, kClosed };
+
+  // How a lingering connection ends; the reason it ends decides (one table,
+  // in afterIo() and onTimer()). In every kind input is read and discarded
+  // and the client's FIN (or RST) closes at once; at the deadline the close
+  // is abortive (RST, no TIME_WAIT).
+  enum class Linger : uint8_t {
+    // A graceful end we started (idle timeout, shutdown drain): no FIN from
+    // us; the client closes first so TIME_WAIT lands on it. linger_timeout.
+    kWaitForClient,
+    // The client sent GOAWAY and nothing is left in flight: our GOAWAY, then
+    // our FIN after goaway_delay unless the client closed first.
+    // linger_timeout.
+    kAfterClientGoaway,
+    // A connection error (RFC 9113 §5.4.1): GOAWAY(error) flushed, our FIN
+    // at once, input discarded so no late RST overtakes the GOAWAY.
+    // error_linger_timeout, which also bounds a flush the peer never reads.
+    kAfterError,
+  };
 
   // Takes ownership of `fd` and `transport` (which wraps the same fd).
   Connection(Worker& worker, int fd, std::unique_ptr<Transport> transport);
@@ -64,18 +82,26 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   void onTimer();
   void handshakeStep();
   void startSession();
-  // Reads what is available (bounded per event) into the session.
-  // despite_pause: the peer sent its FIN or a RST; read on to the end even
-  // above the output watermark.
-  void readInput(bool despite_pause = false);
+  // Reads what is available (bounded per event) into the session. Reading
+  // goes on while output is above the watermark: nghttp2 bounds what input
+  // can queue without our output moving (flow control for DATA, concurrency
+  // for streams, max_outbound_ack for SETTINGS/PING acknowledgements), and a
+  // peer that floods those without reading is only seen if we read.
+  void readInput();
   // Produces and writes until the socket or the watermark stops it.
   void writeOutput();
   // Flushes out_ once; returns false when the connection was closed.
   bool flush();
   void afterIo();
   void updateInterest();
-  void beginLingeringClose();
+  void beginLingeringClose(Linger kind);
+  void onLingerEvent();
   void lingerRead();
+  // Sends our FIN once everything is out and it is due; re-arms interest and
+  // the timer for whatever the lingering connection waits for next.
+  void lingerStep();
+  // Everything produced, by the session too, has reached the socket.
+  [[nodiscard]] bool allSent() const;
   void noteBuffered();
   [[nodiscard]] bool wantsToWrite() const;
   // Everything produced has reached the socket: out_ is empty and the transport holds no
@@ -95,8 +121,12 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   State state_ = State::kHandshake;
   bool abortive_ = false;
   bool fd_gone_ = false;
-  bool read_paused_ = false;  // output above high watermark: no more input
-  // readInput() stopped (budget, watermark) while the transport may still
+  // The answer to an HTTP/1.1 request on the h2c port is in out_: the
+  // session produces nothing more, and the connection ends after it.
+  bool http1_reply_ = false;
+  bool fin_sent_ = false;
+  Linger linger_ = Linger::kWaitForClient;
+  // readInput() stopped (read budget) while the transport may still
   // hold decrypted or read-ahead input that no readiness event will announce.
   bool input_pending_ = false;
   bool goaway_sent_ = false;
@@ -112,6 +142,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   ev::Clock::time_point last_activity_;
   ev::Clock::time_point accepted_at_;
   ev::Clock::time_point goaway_at_;  // draining: when the final GOAWAY is due
+  ev::Clock::time_point fin_at_;     // lingering: when our FIN is due (not kWaitForClient)
+  ev::Clock::time_point linger_until_;
+  ev::Clock::time_point linger_timer_at_;  // what the timer is armed for while lingering
   h2::OutputBuffer out_;
   size_t reported_buffered_ = 0;
   // Declared last: destroyed first, while everything its onStreamClosed

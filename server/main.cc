@@ -70,6 +70,10 @@ int main(int argc, char** argv) {
   app.add_option("--output-high-watermark", cfg.output_high_watermark,
                  "bytes buffered per connection before it stops producing and reading")
       ->check(CLI::Range(size_t{16384}, size_t{16} << 20));
+  app.add_option(
+         "--kernel-unsent-limit", cfg.kernel_unsent_limit,
+         "bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT; 0 = unbounded)")
+      ->check(CLI::Range(uint32_t{0}, uint32_t{64} << 20));
 
   try {
     app.parse(argc, argv);

@@ -77,6 +77,10 @@ bool setNoDelay(int fd) {
   return ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
 }
 
+bool setNotSentLowat(int fd, uint32_t bytes) {
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) == 0;
+}
+
 bool setLingerZero(int fd) {
   linger lg{};
   lg.l_onoff = 1;

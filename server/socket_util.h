@@ -14,6 +14,11 @@ namespace h2loop::server {
 // Each returns false on failure and leaves errno set.
 [[nodiscard]] bool setNonBlocking(int fd);
 [[nodiscard]] bool setNoDelay(int fd);
+// TCP_NOTSENT_LOWAT: the kernel takes no more from send() once `bytes` of it
+// wait unsent (Linux checks it in sendmsg, not only for writability), so what
+// a peer that does not read can make the kernel hold for it is bounded by
+// this plus its receive window; bytes in flight (the link's BDP) are not.
+[[nodiscard]] bool setNotSentLowat(int fd, uint32_t bytes);
 // SO_LINGER {1, 0}: the next close() sends RST and leaves no TIME_WAIT. For abortive closes only.
 [[nodiscard]] bool setLingerZero(int fd);
 

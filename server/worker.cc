@@ -165,6 +165,7 @@ void Worker::onAcceptable(Listener& l) {
       continue;
     }
     (void)setNoDelay(fd);
+    if (cfg.kernel_unsent_limit > 0) (void)setNotSentLowat(fd, cfg.kernel_unsent_limit);
     std::unique_ptr<Transport> transport = shared_.transport_factory(fd, shared_.tls);
     auto* c = new Connection(*this, fd, std::move(transport));
     c->next_ = connections_;

@@ -634,21 +634,198 @@ TEST(Session, DestroyedWithFileResponsesInFlightDropsFileRefs) {
   EXPECT_EQ(pool.inUse(), 0u);
 }
 
-TEST(Session, BadClientMagicIsFatal) {
+// Frames the server produced, as (type, stream id, first payload word) for
+// GOAWAY: (last-stream-id, error code).
+struct Goaway {
+  int count = 0;
+  uint32_t last_stream_id = 0;
+  uint32_t error_code = 0;
+};
+Goaway goawayIn(const OutputBuffer& out) {
+  Goaway g;
+  const uint8_t* p = out.data();
+  size_t left = out.size();
+  auto be32 = [](const uint8_t* b) {
+    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  };
+  while (left >= 9) {
+    const size_t len = (size_t{p[0]} << 16) | (size_t{p[1]} << 8) | p[2];
+    if (left < 9 + len) break;
+    if (p[3] == NGHTTP2_GOAWAY && len >= 8) {
+      ++g.count;
+      g.last_stream_id = be32(p + 9) & 0x7fffffffu;
+      g.error_code = be32(p + 13);
+    }
+    p += 9 + len;
+    left -= 9 + len;
+  }
+  return g;
+}
+
+std::vector<uint8_t> frame(uint8_t type, uint8_t flags, int32_t id, std::string_view payload) {
+  std::vector<uint8_t> f(9 + payload.size(), 0);
+  f[0] = static_cast<uint8_t>(payload.size() >> 16);
+  f[1] = static_cast<uint8_t>(payload.size() >> 8);
+  f[2] = static_cast<uint8_t>(payload.size());
+  f[3] = type;
+  f[4] = flags;
+  f[5] = static_cast<uint8_t>(id >> 24);
+  f[6] = static_cast<uint8_t>(id >> 16);
+  f[7] = static_cast<uint8_t>(id >> 8);
+  f[8] = static_cast<uint8_t>(id);
+  for (size_t i = 0; i < payload.size(); ++i)
+    f[9 + i] = static_cast<uint8_t>(payload[i]);
+  return f;
+}
+
+// GET https://localhost/: static-table fields and a literal :authority not
+// indexed (no dynamic-table state to keep in step).
+constexpr std::string_view kGetSlash = "\x82\x87\x84\x01\x09localhost";
+
+RecvResult feed(Pair& p, const std::vector<uint8_t>& bytes) {
+  return p.session->receive(bytes.data(), bytes.size());
+}
+
+// RFC 9113 §3.4 / §5.4.1: an invalid preface is a connection error; the
+// peer gets GOAWAY(PROTOCOL_ERROR) it can read, not a silent close.
+TEST(Session, BadClientMagicGetsGoawayProtocolError) {
   StreamPool pool(4);
   RecordingHandler handler;
   Session session(pool, handler);
-  const std::string http1 = "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+  const std::string garbage = "\x01\x02 this is not an HTTP/2 connection preface\r\n\r\n";
   const RecvResult r =
-      session.receive(reinterpret_cast<const uint8_t*>(http1.data()), http1.size());
-  EXPECT_EQ(r.status, SessionStatus::kFatal);
+      session.receive(reinterpret_cast<const uint8_t*>(garbage.data()), garbage.size());
+  EXPECT_EQ(r.status, SessionStatus::kOk);
   EXPECT_EQ(r.error, NGHTTP2_ERR_BAD_CLIENT_MAGIC);
-  EXPECT_EQ(session.lastErrorCode(), NGHTTP2_ERR_BAD_CLIENT_MAGIC);
-  EXPECT_NE(session.lastError().find("magic"), std::string::npos) << session.lastError();
-  // Sticky: the connection is done.
+  EXPECT_EQ(session.connectionError(), uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_NE(session.connectionErrorReason().find("preface"), std::string::npos);
   OutputBuffer out;
-  EXPECT_EQ(session.produce(out).status, SessionStatus::kFatal);
+  ASSERT_EQ(session.produce(out).status, SessionStatus::kOk);
+  const Goaway g = goawayIn(out);
+  EXPECT_EQ(g.count, 1);
+  EXPECT_EQ(g.error_code, uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_EQ(g.last_stream_id, 0u);
+  EXPECT_TRUE(session.finished());
   EXPECT_EQ(pool.inUse(), 0u);
+}
+
+// §5.1.1: HEADERS on stream 5 after stream 7 opened: 5 was idle and is now
+// closed; using it is a connection error. nghttp2 alone ignores the frame.
+TEST(Session, StreamIdBelowOneUsedIsProtocolError) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  ASSERT_EQ(feed(p, frame(NGHTTP2_HEADERS, 0x5, 7, kGetSlash)).status, SessionStatus::kOk);
+  EXPECT_EQ(p.handler.requests, 1);
+  EXPECT_EQ(p.session->connectionError(), 0u);
+  ASSERT_EQ(feed(p, frame(NGHTTP2_HEADERS, 0x5, 5, kGetSlash)).status, SessionStatus::kOk);
+  EXPECT_EQ(p.handler.requests, 1) << "stream 5 must not be served";
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_NE(p.session->connectionErrorReason().find("stream 5"), std::string::npos)
+      << p.session->connectionErrorReason();
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  const Goaway g = goawayIn(p.out);
+  EXPECT_EQ(g.count, 1);
+  EXPECT_EQ(g.error_code, uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_EQ(g.last_stream_id, 7u);
+  p.out.consume(p.out.size());
+}
+
+// The guard must not fire on what is legal: trailers (HEADERS on an open
+// stream with a lower id than the newest), and ids far apart.
+TEST(Session, TrailersOnAnOlderStreamAreNoError) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  ASSERT_EQ(feed(p, frame(NGHTTP2_HEADERS, 0x4, 1, kGetSlash)).status, SessionStatus::kOk);
+  ASSERT_EQ(feed(p, frame(NGHTTP2_HEADERS, 0x5, 3001, kGetSlash)).status, SessionStatus::kOk);
+  // Trailers for stream 1: a literal field, END_STREAM | END_HEADERS.
+  ASSERT_EQ(feed(p, frame(NGHTTP2_HEADERS, 0x5, 1,
+                          "\x00\x03x-t\x01"
+                          "1"))
+                .status,
+            SessionStatus::kOk);
+  EXPECT_EQ(p.session->connectionError(), 0u) << p.session->connectionErrorReason();
+  EXPECT_EQ(p.handler.requests, 2);
+  EXPECT_EQ(p.handler.request_ends, 2);
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  EXPECT_EQ(goawayIn(p.out).count, 0);
+  p.out.consume(p.out.size());
+}
+
+TEST(PeerStreamIds, RemembersAWindowOfUsedAndSkippedIds) {
+  PeerStreamIds ids;
+  EXPECT_EQ(ids.lookup(1), PeerStreamIds::Seen::kNew);
+  ids.open(3);
+  EXPECT_EQ(ids.lookup(1), PeerStreamIds::Seen::kSkipped);
+  EXPECT_EQ(ids.lookup(3), PeerStreamIds::Seen::kUsed);
+  ids.open(9);
+  EXPECT_EQ(ids.lookup(3), PeerStreamIds::Seen::kUsed);
+  EXPECT_EQ(ids.lookup(5), PeerStreamIds::Seen::kSkipped);
+  EXPECT_EQ(ids.lookup(7), PeerStreamIds::Seen::kSkipped);
+  EXPECT_EQ(ids.lookup(11), PeerStreamIds::Seen::kNew);
+  // Reusing ring slots: ids one window apart do not alias.
+  const uint32_t far = 9 + 2 * PeerStreamIds::kWindow;
+  ids.open(far);
+  EXPECT_EQ(ids.lookup(far), PeerStreamIds::Seen::kUsed);
+  EXPECT_EQ(ids.lookup(far - 2), PeerStreamIds::Seen::kSkipped);
+  EXPECT_EQ(ids.lookup(9), PeerStreamIds::Seen::kUnknown);
+  ids.open(far + 2);
+  EXPECT_EQ(ids.lookup(far), PeerStreamIds::Seen::kUsed);
+}
+
+// A peer that sends PINGs and never reads our answers: nghttp2 reports
+// FLOODED; the Session answers with GOAWAY(ENHANCE_YOUR_CALM).
+TEST(Session, UnreadPingFloodGetsGoawayEnhanceYourCalm) {
+  SessionConfig cfg;
+  cfg.max_outbound_ack = 10;
+  Pair p(16, cfg);
+  ASSERT_TRUE(p.pump());
+  std::vector<uint8_t> pings;
+  for (int i = 0; i < 50; ++i) {
+    const std::vector<uint8_t> f = frame(NGHTTP2_PING, 0, 0, "12345678");
+    pings.insert(pings.end(), f.begin(), f.end());
+  }
+  const RecvResult r = feed(p, pings);
+  EXPECT_EQ(r.status, SessionStatus::kOk);
+  EXPECT_EQ(r.error, NGHTTP2_ERR_FLOODED);
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  EXPECT_FALSE(p.session->wantRead());
+  const Goaway g = goawayIn(p.out);
+  EXPECT_EQ(g.count, 1);
+  EXPECT_EQ(g.error_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  p.out.consume(p.out.size());
+  EXPECT_TRUE(p.session->finished());
+}
+
+TEST(Session, TooManyContinuationsGetGoawayEnhanceYourCalm) {
+  SessionConfig cfg;
+  cfg.max_continuations = 4;
+  Pair p(16, cfg);
+  ASSERT_TRUE(p.pump());
+  std::vector<uint8_t> in = frame(NGHTTP2_HEADERS, 0x1, 1, kGetSlash);  // no END_HEADERS
+  for (int i = 0; i < 6; ++i) {
+    const std::vector<uint8_t> f = frame(NGHTTP2_CONTINUATION, 0, 1, "");
+    in.insert(in.end(), f.begin(), f.end());
+  }
+  const RecvResult r = feed(p, in);
+  EXPECT_EQ(r.status, SessionStatus::kOk);
+  EXPECT_EQ(r.error, NGHTTP2_ERR_TOO_MANY_CONTINUATIONS);
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  ASSERT_EQ(p.session->produce(p.out).status, SessionStatus::kOk);
+  EXPECT_EQ(goawayIn(p.out).error_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  p.out.consume(p.out.size());
+}
+
+// A client's GOAWAY is no error: it is noted, and with nothing in flight
+// nghttp2 has nothing more to do (the connection ends it).
+TEST(Session, ClientGoawayIsNotedAndIsNoError) {
+  Pair p;
+  ASSERT_TRUE(p.pump());
+  ASSERT_EQ(nghttp2_submit_goaway(p.client.get(), NGHTTP2_FLAG_NONE, 0, 0x1234, nullptr, 0), 0);
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(p.session->peerGoaway());
+  EXPECT_EQ(p.session->connectionError(), 0u);
+  EXPECT_TRUE(p.session->finished());
 }
 
 TEST(Session, FileReadErrorResetsStreamNotConnection) {
@@ -739,7 +916,7 @@ TEST(Session, RapidResetFloodTerminatesConnection) {
     ASSERT_TRUE(p.pump());
   }
   EXPECT_EQ(p.client.goaway_frames, 1);
-  EXPECT_NE(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_NE(p.session->connectionError(), uint32_t{NGHTTP2_NO_ERROR});
   EXPECT_TRUE(p.session->finished());
 }
 
@@ -768,7 +945,7 @@ TEST(Session, RapidResetFloodInOneReadStopsAtTheBudget) {
   ASSERT_EQ(r.status, SessionStatus::kOk) << p.session->lastError();
   // The burst, plus at most the one-second refill if the clock ticked.
   EXPECT_LE(p.handler.requests, 5 + 2);
-  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
   ASSERT_TRUE(p.pump());
   EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
   EXPECT_LE(p.client.goaway_last_stream_id, 2 * (5 + 2) - 1);
@@ -818,14 +995,14 @@ TEST(Session, EmptyDataFloodGetsEnhanceYourCalm) {
   feed(empty, 10);
   ASSERT_TRUE(p.pump());
   EXPECT_EQ(p.client.goaway_frames, 0);
-  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_NO_ERROR});
   EXPECT_EQ(p.handler.data_bytes, 1u);
   // One more in a row is a flood.
   feed(empty, 1);
   ASSERT_TRUE(p.pump());
   EXPECT_EQ(p.client.goaway_frames, 1);
   EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
-  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
   EXPECT_FALSE(p.session->wantRead()) << "nothing more is read from a flooding peer";
 }
 
@@ -837,7 +1014,7 @@ TEST(Session, FrameLevelProtocolErrorIsReportedAsTheGoawayCodeSent) {
   ASSERT_EQ(p.session->receive(bad, sizeof bad).status, SessionStatus::kOk);
   ASSERT_TRUE(p.pump());
   EXPECT_EQ(p.client.goaway_error, uint32_t{NGHTTP2_PROTOCOL_ERROR});
-  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_PROTOCOL_ERROR});
   EXPECT_TRUE(p.session->finished());
 }
 
@@ -847,7 +1024,7 @@ TEST(Session, GracefulGoawayIsNoError) {
   ASSERT_TRUE(p.session->goaway(NGHTTP2_NO_ERROR));
   ASSERT_TRUE(p.pump());
   EXPECT_EQ(p.client.goaway_frames, 1);
-  EXPECT_EQ(p.session->goawayErrorSent(), uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_EQ(p.session->connectionError(), uint32_t{NGHTTP2_NO_ERROR});
 }
 
 }  // namespace
