@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain-timeout", drain_timeout, "seconds in-flight streams get at shutdown")
       ->check(CLI::PositiveNumber);
   app.add_option("--output-high-watermark", cfg.output_high_watermark,
-                 "bytes buffered per connection before it stops producing and reading")
+                 "bytes buffered per connection before the session stops producing")
       ->check(CLI::Range(size_t{16384}, size_t{16} << 20));
   app.add_option(
          "--kernel-unsent-limit", cfg.kernel_unsent_limit,
