@@ -102,6 +102,14 @@ class LibeventLoop final : public Loop {
       event_del(timer_ev_);
       return;
     }
+    // Already programmed to fire at or before the new earliest deadline:
+    // leave it. libevent takes an event that expired in this pass off its
+    // active list when it is added again, so a watch that is ready on every
+    // pass and re-arms a timer from its callback would starve that timer
+    // forever. An early wake-up is harmless (onTimer runs nothing expired
+    // and programs the next deadline).
+    if (event_pending(timer_ev_, EV_TIMEOUT, nullptr) != 0 && programmed_ <= *deadline) return;
+    programmed_ = *deadline;
     auto left = *deadline - Clock::now();
     if (left < Duration::zero()) left = Duration::zero();
     const auto us = std::chrono::ceil<std::chrono::microseconds>(left).count();
@@ -191,6 +199,7 @@ class LibeventLoop final : public Loop {
   event* wake_ev_ = nullptr;
   event* timer_ev_ = nullptr;
   event* activate_ev_ = nullptr;
+  Clock::time_point programmed_{};  // the deadline timer_ev_ was last added for
   bool early_close_ = false;
 };
 

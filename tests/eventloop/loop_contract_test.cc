@@ -297,6 +297,27 @@ TEST_P(LoopContract, ZeroDelayRearmDoesNotStarveIo) {
   EXPECT_LT(ticks, 5);  // the I/O callback ran within a few iterations
 }
 
+// A watch that is ready on every iteration (a writable socket) and re-arms
+// a timer for the same deadline from each callback (a connection re-arming
+// its linger timer on every event) must not keep that timer from firing.
+TEST_P(LoopContract, AlwaysReadyWatchRearmingATimerDoesNotStarveIt) {
+  SocketPair sp;
+  bool fired = false;
+  int events = 0;
+  std::unique_ptr<ev::Timer> t = loop_->timer([&] {
+    fired = true;
+    loop_->stop();
+  });
+  const ev::Clock::time_point deadline = loop_->now() + 20ms;
+  auto w = loop_->watch(sp.fd[0], kWrite, [&](uint32_t) {
+    if (++events >= 2'000'000) loop_->stop();  // bounded: starved
+    t->arm(std::max(ev::Duration::zero(), ev::Duration(deadline - loop_->now())));
+  });
+  t->arm(20ms);
+  loop_->run();
+  EXPECT_TRUE(fired) << "timer starved after " << events << " write events";
+}
+
 TEST_P(LoopContract, PostFromManyThreadsRunsEverythingInPerThreadOrder) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 5000;
