@@ -65,9 +65,18 @@ format_check() {
   git ls-files -z '*.cc' '*.h' | xargs -0 clang-format --dry-run -Werror
 }
 
+packager_build() {
+  # What a packager runs: no preset, no -Werror, the compiler's own flags.
+  echo "== plain cmake -DCMAKE_BUILD_TYPE=Release build (no presets)"
+  cmake -S . -B build/plain -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DH2LOOP_BUILD_TESTS=OFF -DH2LOOP_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/plain -j 2
+}
+
 run_tests() {
   deps
   format_check
+  packager_build
   build release
   build asan
   echo "== release build: all tests"
