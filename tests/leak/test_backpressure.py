@@ -95,7 +95,8 @@ class PerConnectionBound(ServerTestCase):
             else:
                 seen = [(time.monotonic(), sample)]
             self.assertLess(time.monotonic(), deadline,
-                            "connection %d never stalled: gauge %d (was %d), unread %d"
+                            "connection %d never stalled with output in the server's buffer: "
+                            "gauge %d (before it %d), unread %d"
                             % (len(self.clients), sample[0], level, sample[1]))
             time.sleep(0.05)  # sampling cadence
 
