@@ -105,7 +105,8 @@ class Server:
         self.proc = None
         self.log = []
         self._reader = None
-        self.fds_baseline = None
+        self.fds_baseline = None   # the server's descriptors when idle: fd -> FdEntry
+        self.asker_port = None     # client port of the last metrics request (curl)
 
     # -- process ---------------------------------------------------------
     def args(self):
@@ -134,9 +135,12 @@ class Server:
                 break
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        m = self.metrics()
-        # Minus the asking connection and the file cache's descriptors.
-        self.fds_baseline = m["h2loop_fds_open"] - m["h2loop_file_cache_open_files"] - 1
+        self.metrics()
+        # The idle descriptor table: everything but the asking connection
+        # (and file-cache descriptors, of which there are none before the
+        # first file is served).
+        self.fds_baseline = {fd: e for fd, e in self.fd_table().items()
+                             if e.kind not in ("tcp", "file")}
         return self
 
     def _readline(self, deadline):
@@ -229,16 +233,78 @@ class Server:
     def metrics(self):
         """The server's counters, summed over workers. The asking connection
         and stream count themselves (connections_active >= 1)."""
-        r = self.curl(METRICS, timeout=10)
+        r = self.curl(METRICS, "-w", "\n# asker_port %{local_port}\n", timeout=10)
         if r.returncode != 0:
             raise AssertionError("metrics request failed: %s" % r.stderr.decode(errors="replace"))
         out = {}
         for line in r.stdout.decode().splitlines():
+            if line.startswith("# asker_port "):
+                self.asker_port = int(line.split()[2])
+                continue
             if not line or line.startswith("#"):
                 continue
             name, value = line.rsplit(" ", 1)
             out[name] = int(float(value))
         return out
+
+    # -- descriptors ---------------------------------------------------------
+    def fd_table(self):
+        """The server process's descriptors: fd -> FdEntry, from
+        /proc/<pid>/fd (readlink targets) and, for sockets, the kernel's
+        socket tables of the process's network namespace."""
+        return fd_table(self.proc.pid, os.path.realpath(self.root))
+
+    def workers(self):
+        if "--workers" in self.extra:
+            return int(self.extra[self.extra.index("--workers") + 1])
+        return 1
+
+    def fd_state(self, m):
+        """What differs from the idle descriptor table (empty when idle).
+
+        Compared by descriptor number and what it is, not by a count:
+        - every descriptor of the baseline must still be there and be the
+          same thing (a listening socket the very same socket, by inode;
+          an eventfd, epoll, pipe or UNIX socket the same kind);
+        - no descriptor may be there that was not, except the server's end
+          of the asking connection (identified by curl's port) and file-cache
+          descriptors (files under the document root), which are checked
+          apart: the gauge h2loop_file_cache_open_files must equal the number
+          of such descriptors in the table, and no file may be open more
+          often than cache keys can name it (the cache keeps one descriptor
+          per request path it saw, per worker, and closes it lazily: on
+          eviction, past 256 paths, or when a request after its 1 s TTL
+          finds the file replaced), so nothing a stream held outlives it."""
+        diff = {}
+        now = self.fd_table()
+        for fd, was in sorted(self.fds_baseline.items()):
+            e = now.get(fd)
+            if e is None:
+                diff["fd %d" % fd] = "missing (was %s)" % was.target
+            elif e.identity() != was.identity():
+                diff["fd %d" % fd] = "now %s, was %s" % (e.describe(), was.describe())
+        files = {}
+        for fd, e in sorted(now.items()):
+            if fd in self.fds_baseline:
+                continue
+            if e.kind == "file":
+                files.setdefault(e.path, []).append(fd)
+                continue
+            if e.kind == "tcp" and self.asker_port is not None and e.remote_port == self.asker_port:
+                continue  # the metrics request's own connection
+            diff["fd %d" % fd] = "extra: %s" % e.describe()
+        cached = sum(len(v) for v in files.values())
+        gauge = m.get("h2loop_file_cache_open_files")
+        if gauge != cached:
+            diff["h2loop_file_cache_open_files"] = (
+                "%s, but %d descriptors of files under the root are open: %s"
+                % (gauge, cached, files))
+        for path, fds in sorted(files.items()):
+            allowed = cache_keys(os.path.realpath(self.root), path) * self.workers()
+            if len(fds) > allowed:
+                diff["file %s" % path] = ("%d descriptors %s, the cache keeps at most %d"
+                                          % (len(fds), fds, allowed))
+        return diff
 
     def idle_state(self, m):
         """What differs from idle in metrics `m` (empty when idle)."""
@@ -249,11 +315,13 @@ class Server:
             "h2loop_output_buffered_bytes": 0,
         }
         diff = {k: m.get(k) for k, v in want.items() if m.get(k) != v}
-        # The file cache keeps descriptors of recently served files on purpose.
-        fds = m["h2loop_fds_open"] - m["h2loop_file_cache_open_files"]
-        if self.fds_baseline is not None and fds > self.fds_baseline + 1:
-            diff["h2loop_fds_open"] = (fds, "without cached files; baseline+1 =",
-                                       self.fds_baseline + 1)
+        if self.fds_baseline is not None:
+            diff.update(self.fd_state(m))
+            # The server's own count agrees (it counted the asker, open then).
+            want_fds = len(self.fds_baseline) + 1 + m.get("h2loop_file_cache_open_files", 0)
+            if m["h2loop_fds_open"] != want_fds:
+                diff["h2loop_fds_open"] = "%d, idle is %d (baseline %d + asker + cached files)" % (
+                    m["h2loop_fds_open"], want_fds, len(self.fds_baseline))
         return diff
 
     def wait_idle(self, timeout=15):
@@ -278,6 +346,118 @@ class Server:
             if time.monotonic() > deadline:
                 raise AssertionError("timed out waiting for %s; metrics: %s" % (what, m))
             time.sleep(0.05)
+
+
+# -- descriptors ---------------------------------------------------------------
+
+class FdEntry:
+    """One descriptor of the server: its readlink target and what it is.
+    kind: "listen" (a listening TCP socket), "tcp" (a TCP connection),
+    "unix", "socket" (another or vanished socket), "pipe", "file" (a regular
+    file under the document root), or the target itself (anon_inode:[eventfd],
+    /dev/null, ...)."""
+
+    def __init__(self, target, kind, inode=None, detail="", path=None, remote_port=None):
+        self.target = target
+        self.kind = kind
+        self.inode = inode
+        self.detail = detail
+        self.path = path
+        self.remote_port = remote_port
+
+    def identity(self):
+        # A listening socket must be the very same socket; connections come
+        # and go with new inodes, and so would a re-made pipe or socketpair,
+        # which is why those compare by kind.
+        return (self.kind, self.inode) if self.kind == "listen" else (self.kind,)
+
+    def describe(self):
+        return "%s %s" % (self.target, self.detail) if self.detail else self.target
+
+    def __repr__(self):
+        return self.describe()
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+               "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+               "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def _port(hexaddr):
+    return int(hexaddr.rsplit(":", 1)[1], 16)
+
+
+def _socket_tables(pid):
+    """inode -> (protocol, state, local port, remote port) for TCP, and
+    inode -> ("unix", ...) for UNIX sockets, in pid's network namespace."""
+    out = {}
+    for proto in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, proto)) as f:
+                next(f)
+                for line in f:
+                    p = line.split()
+                    out[p[9]] = ("tcp", _TCP_STATES.get(p[3], p[3]), _port(p[1]), _port(p[2]))
+        except OSError:
+            pass
+    try:
+        with open("/proc/%d/net/unix" % pid) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                out[p[6]] = ("unix", None, None, None)
+    except OSError:
+        pass
+    return out
+
+
+def fd_table(pid, root):
+    """fd -> FdEntry for process pid; files strictly under `root` (a real
+    path) are kind "file" with their path relative to it."""
+    fddir = "/proc/%d/fd" % pid
+    targets = {}
+    for name in os.listdir(fddir):
+        try:
+            targets[int(name)] = os.readlink(os.path.join(fddir, name))
+        except OSError:
+            continue  # closed meanwhile
+    sockets = None
+    table = {}
+    for fd, target in targets.items():
+        if target.startswith("socket:["):
+            if sockets is None:
+                sockets = _socket_tables(pid)
+            inode = target[len("socket:["):-1]
+            info = sockets.get(inode)
+            if info is None:
+                table[fd] = FdEntry(target, "socket", inode, "(in no TCP/UNIX table)")
+            elif info[0] == "unix":
+                table[fd] = FdEntry(target, "unix", inode)
+            elif info[1] == "LISTEN":
+                table[fd] = FdEntry(target, "listen", inode, "listening on :%d" % info[2])
+            else:
+                table[fd] = FdEntry(target, "tcp", inode, "%s :%d <-> :%d" % (
+                    info[1], info[2], info[3]), remote_port=info[3])
+        elif target.startswith("pipe:["):
+            table[fd] = FdEntry(target, "pipe")
+        elif target.startswith(root + "/"):
+            path = target[len(root) + 1:]
+            if path.endswith(" (deleted)"):
+                path = path[:-len(" (deleted)")]
+            table[fd] = FdEntry(target, "file", path=path)
+        else:
+            table[fd] = FdEntry(target, target)
+    return table
+
+
+def cache_keys(root, rel):
+    """How many request paths (file-cache keys) can name the file `rel`
+    (relative to root): the file's own path, and for an index.html also its
+    directory with and without the trailing slash (the root: "/" only)."""
+    d, base = os.path.split(rel)
+    if base != "index.html":
+        return 1
+    return 2 if d == "" else 3
 
 
 # -- raw HTTP/2 clients (Python h2) for misbehaving peers -------------------

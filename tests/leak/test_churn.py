@@ -13,7 +13,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 from harness import H2Client, Server, ServerTestCase  # noqa: E402
 
+# Up to CONNECTIONS, for at most BUDGET seconds: a loaded machine (an asan
+# build under ctest -j2 made 1,308 and 1,392 in 120 s) stops on the clock,
+# and the checks hold for the connections it made, FLOOR at least.
 CONNECTIONS = 1500
+BUDGET = 90
+FLOOR = 300
 
 
 def time_wait_on_port(port):
@@ -33,21 +38,32 @@ class Churn(ServerTestCase):
         r = subprocess.run(["h2load", "-n", "1", "-c", "1", "-m", "1", s.url("/index.html")],
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0)
-        before = s.metrics()["h2loop_connections_total"]
+        m0 = s.metrics()
         start = time.monotonic()
         done = 0
-        while done < CONNECTIONS and time.monotonic() - start < 120:
+        while done < CONNECTIONS and time.monotonic() - start < BUDGET:
             c = H2Client(s)
             resp = c.get("/index.html", timeout=10)
             self.assertEqual(resp["status"], 200)
             c.close()  # GOAWAY, then our FIN first
             done += 1
-        self.assertEqual(done, CONNECTIONS, "churn loop ran out of time")
+        elapsed = time.monotonic() - start
+        self.assertGreaterEqual(done, FLOOR, "only %d connections in %d s" % (done, BUDGET))
         m = s.wait_idle(timeout=10)
-        self.assertGreaterEqual(m["h2loop_connections_total"] - before, CONNECTIONS)
+        # Every one was accepted and ended by the client (our GOAWAY, then
+        # our close: a FIN, or a RST when a late server record such as a TLS
+        # session ticket was still unread), none by a timeout or an error;
+        # the curl metrics requests add their own peer_eof closes.
+        self.assertGreaterEqual(m["h2loop_connections_total"] - m0["h2loop_connections_total"], done)
+        ended = {r: s.closed(r, m) - s.closed(r, m0)
+                 for r in ("completed", "peer_eof", "peer_reset")}
+        self.assertGreaterEqual(sum(ended.values()), done, ended)
+        for r in ("idle_timeout", "write_timeout", "io_error", "tls_error", "protocol_error",
+                  "limit"):
+            self.assertEqual(s.closed(r, m), s.closed(r, m0), "closes counted as %s" % r)
         tw = time_wait_on_port(s.port)
-        print("\nchurn: %d connections in %.1f s; server-side TIME_WAIT on :%d = %d"
-              % (CONNECTIONS, time.monotonic() - start, s.port, tw), file=sys.stderr)
+        print("\nchurn: %d connections in %.1f s (%s); server-side TIME_WAIT on :%d = %d"
+              % (done, elapsed, ended, s.port, tw), file=sys.stderr)
         self.assertLess(tw, 20, "TIME_WAIT piles up on the server side")
 
     def test_idle_timeout_is_goaway_first_then_bounded_close(self):

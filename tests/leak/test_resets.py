@@ -50,6 +50,18 @@ class ClientReset(ServerTestCase):
         harness.rst_close(s)
         self.expect_reset_noticed(before)
 
+    def test_reset_inside_the_client_preface(self):
+        """h2c has no handshake: its counterpart is the connection's setup
+        before HTTP/2 is established, here half the client's preface (over
+        TLS, after the handshake)."""
+        before = self.server.closed("peer_reset")
+        s = harness.connect(self.server)
+        s.sendall(PREFACE[:12])
+        self.server.wait_for(lambda m: m["h2loop_connections_active"] == 2, timeout=5,
+                             what="the connection to be accepted")
+        harness.rst_close(s)
+        self.expect_reset_noticed(before)
+
     def test_reset_after_the_preface(self):
         before = self.server.closed("peer_reset")
         s = harness.connect(self.server)
