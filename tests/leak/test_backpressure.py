@@ -134,9 +134,9 @@ class StalledReaders(ServerTestCase):
         before = s.closed("write_timeout", mc.get())
         rss_before = s.rss_kib()
         clients = [stalled_client(s) for _ in range(STALLED)]
-        # Nobody reads. The server fills the kernel's socket buffers, then its
-        # own output buffers up to the watermark, and stops reading further
-        # HEADERS.
+        # Nobody reads. The server fills the kernel's socket buffers (up to
+        # --kernel-unsent-limit unsent), then its own output buffers up to the
+        # watermark; the rest waits inside nghttp2.
         mc.wait_for(lambda m: m["h2loop_connections_active"] == STALLED + 1 and
                     m["h2loop_streams_active"] >= STALLED + 1,
                     timeout=10, what="stalled connections")

@@ -262,7 +262,8 @@ class HostileFrames(HostileCase):
         start = time.monotonic()
         s.sendall(leaklib.client_hello_bytes())
         s.shutdown(socket.SHUT_WR)
-        self.assertIn(leaklib.read_to_eof(s, timeout=10), ("eof", "reset"))
+        # The client's own FIN ends it: a passive close, a FIN back.
+        self.assertEqual(leaklib.read_to_eof(s, timeout=10), "eof")
         self.assertLess(time.monotonic() - start, 10)
         s.close()
         # Its close is a peer_eof, like the metrics clients' own: what tells
@@ -283,7 +284,8 @@ class HostileFrames(HostileCase):
             s = harness.tcp_connect(self.server)
             start = time.monotonic()
             s.sendall(payload)
-            self.assertIn(leaklib.read_to_eof(s, timeout=5), ("eof", "reset"))
+            # Not TLS at all: an abortive close (RST), at once.
+            self.assertEqual(leaklib.read_to_eof(s, timeout=5), "reset")
             self.assertLess(time.monotonic() - start, 5)
             s.close()
             self.assert_closed_with(before, ("tls_error",))
@@ -457,7 +459,8 @@ class HandshakeNeverFinishes(HostileCase):
         if first_bytes:
             s.sendall(first_bytes)
         self.assert_served_meanwhile()
-        self.assertIn(leaklib.read_to_eof(s, timeout=6), ("eof", "reset"))
+        # A timeout is an abortive close: RST, no TIME_WAIT on the server.
+        self.assertEqual(leaklib.read_to_eof(s, timeout=6), "reset")
         elapsed = time.monotonic() - start
         s.close()
         self.assertGreater(elapsed, 0.8, "closed before the handshake timeout")
@@ -490,7 +493,12 @@ class SilentClient(HostileCase):
 
     def test_silent_client_sees_eof_within_a_bound(self):
         s, start = self.open_silent()
-        self.assertIn(leaklib.read_to_eof(s, timeout=self.BOUND + 1), ("eof", "reset"))
+        # Nothing was ever sent to it (our preface waits for the client's),
+        # so no GOAWAY either: after the lingering wait, a RST. (Python's ssl
+        # reports a RST under TLS as a ragged EOF; there only the time counts.)
+        outcome = leaklib.read_to_eof(s, timeout=self.BOUND + 1)
+        if not harness.TLS:
+            self.assertEqual(outcome, "reset")
         elapsed = time.monotonic() - start
         s.close()
         self.assertGreater(elapsed, 0.8, "closed before the idle timeout")
@@ -499,7 +507,12 @@ class SilentClient(HostileCase):
     def test_silent_client_close_is_counted_as_idle_timeout(self):
         _, before = self.snapshot()
         s, _ = self.open_silent()
-        self.assertIn(leaklib.read_to_eof(s, timeout=self.BOUND + 1), ("eof", "reset"))
+        # Nothing was ever sent to it (our preface waits for the client's),
+        # so no GOAWAY either: after the lingering wait, a RST. (Python's ssl
+        # reports a RST under TLS as a ragged EOF; there only the time counts.)
+        outcome = leaklib.read_to_eof(s, timeout=self.BOUND + 1)
+        if not harness.TLS:
+            self.assertEqual(outcome, "reset")
         s.close()
         self.assert_closed_with(before, ("idle_timeout",), timeout=5)
 
