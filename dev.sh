@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # h2loop developer entry point. Two commands matter (see README.md):
 #   ./dev.sh serve [h2loop flags…]  install dependencies, build, serve https://localhost:8443
-#   ./dev.sh test                   install dependencies, check formatting, build release + asan, run every test
+#   ./dev.sh test                   install dependencies, check formatting, build release + asan, run every
+#                                   test in both, the threaded ones under tsan too
 # Also: ./dev.sh deps | build [preset] | bench-loop
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -83,6 +84,17 @@ run_tests() {
   ctest --preset release
   echo "== asan build (AddressSanitizer + LeakSanitizer + UBSan): all tests"
   ctest --preset asan
+  tsan_tests
+}
+
+tsan_tests() {
+  # What crosses threads: the loop contract (post/stop from other threads) and the
+  # in-process server suite (workers on their own threads, the test thread outside).
+  echo "== tsan build (ThreadSanitizer): loop contract and in-process server suite"
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan --target h2loop_eventloop_tests h2loop_leak_tests
+  ctest --preset tsan -L eventloop
+  ctest --preset tsan -R '^Leak/'
 }
 
 case "${1:-}" in
