@@ -8,6 +8,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "server/http2_protocol.h"
 #include "server/socket_util.h"
 #include "server/worker.h"
 
@@ -20,28 +21,6 @@ using namespace std::chrono_literals;
 constexpr int kReadBudget = 8;
 // produce+flush rounds per event (each up to the high watermark).
 constexpr int kWriteBudget = 8;
-
-// Stream::user() of a stream that reached onRequest() without an access log
-// record: it was counted in streams_active and must be uncounted once.
-char kCountedStream;
-
-// HTTP/1.1 clients on an h2c (prior knowledge) port get a readable answer.
-constexpr std::string_view kHttp1Reply =
-    "HTTP/1.1 505 HTTP Version Not Supported\r\n"
-    "content-type: text/plain\r\ncontent-length: 54\r\nconnection: close\r\n\r\n"
-    "This server speaks HTTP/2 only (h2c prior knowledge).\n";
-
-struct RequestLog {
-  int status = 0;
-  uint64_t bytes = 0;
-  ev::Clock::time_point start;
-};
-
-int64_t wallMillis() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
-}
 
 }  // namespace
 
@@ -58,9 +37,9 @@ Connection::Connection(Worker& worker, int fd, std::unique_ptr<Transport> transp
 // The single final destruction. Every close reason ends here, exactly once.
 // Each resource is freed under its own check; nothing returns early.
 Connection::~Connection() {
-  // Streams first: the session calls onStreamClosed for each, which needs the
-  // worker's counters (alive) and this connection's members (declared before).
-  session_.reset();
+  // Requests first: the protocol ends each one still open (the worker's
+  // Service releases what it attached), while everything else is alive.
+  protocol_.reset();
   worker_.publishGauges();
   timer_.reset();
   if (watch_) watch_->close();
@@ -118,11 +97,11 @@ void Connection::drain() {
     close(CloseReason::kShutdown, false);
     return;
   }
-  if (state_ != State::kActive || !session_) return;
+  if (state_ != State::kActive || !protocol_) return;
   // A drain that completes counts as completed; kShutdown is kept for the
   // connections the drain timeout cuts off.
   state_ = State::kDraining;
-  (void)session_->shutdownNotice();
+  protocol_->shutdownNotice();
   writeOutput();
   if (!open()) return;
   // The final GOAWAY about one round trip later, via the timer (armTimer
@@ -175,7 +154,7 @@ void Connection::onTimer() {
     case State::kDraining:
       if (!goaway_sent_) {
         goaway_sent_ = true;
-        (void)session_->goaway(NGHTTP2_NO_ERROR);
+        protocol_->goaway();
         writeOutput();
         if (open()) afterIo();
         return;
@@ -198,14 +177,14 @@ void Connection::onTimer() {
     return;
   }
   // Idle: GOAWAY first, then a graceful close once it is flushed.
-  if (session_ && !goaway_sent_) {
+  if (protocol_ && !goaway_sent_) {
     goaway_sent_ = true;
     state_ = State::kDraining;
     endFor(CloseReason::kIdleTimeout);
-    (void)session_->goaway(NGHTTP2_NO_ERROR);
+    protocol_->goaway();
     writeOutput();
     if (!open()) return;
-    if (session_->activeStreams() == 0) {
+    if (protocol_->activeStreams() == 0) {
       beginLingeringClose(Linger::kWaitForClient);
       return;
     }
@@ -275,14 +254,15 @@ void Connection::handshakeStep() {
 }
 
 void Connection::startSession() {
-  h2::SessionHandler& handler = *this;
-  session_ = std::make_unique<h2::Session>(worker_.pool(), handler, worker_.config().session,
-                                           worker_.sessionAllocator());
-  if (!session_->valid()) {
-    spdlog::error("connection fd {}: cannot create session: {}", fd_, session_->lastError());
+  // h2 (ALPN) or h2c by prior knowledge: the only protocol so far.
+  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
+                                            worker_.sessionAllocator(), worker_.service());
+  if (!h2->valid()) {
+    spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
     close(CloseReason::kIoError, true);
     return;
   }
+  protocol_ = std::move(h2);
   state_ = State::kActive;
   last_activity_ = worker_.loop().now();
   armTimer();
@@ -310,26 +290,16 @@ void Connection::readInput() {
     }
     last_activity_ = worker_.loop().now();
     got_input_ = true;
-    const h2::RecvResult rr = session_->receive(buf, r.bytes);
-    if (rr.status != h2::SessionStatus::kOk) {
+    if (protocol_->receive(buf, r.bytes) != ProtocolStatus::kOk) {
       // Our own failure (out of memory, a callback that failed): nothing
       // sensible can be sent any more.
-      spdlog::warn("connection fd {}: HTTP/2 session failed: {}", fd_, session_->lastError());
+      spdlog::warn("connection fd {}: protocol failed: {}", fd_, protocol_->lastError());
       close(CloseReason::kProtocolError, true);
       return;
     }
-    if (rr.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
-      const std::string_view input(reinterpret_cast<const char*>(buf), r.bytes);
-      if (input.find(" HTTP/1.") != std::string_view::npos) {
-        // An HTTP/1.1 client reads a 505, not binary SETTINGS and GOAWAY.
-        out_.consume(out_.size());
-        http1_reply_ =
-            out_.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size());
-      }
-    }
-    // A connection error (GOAWAY queued), or nothing more nghttp2 would
-    // read: what else arrives is discarded once the connection lingers.
-    if (session_->connectionError() != 0 || !session_->wantRead()) {
+    // A connection error (its answer queued), or nothing more the protocol
+    // would read: what else arrives is discarded once the connection lingers.
+    if (protocol_->connectionError() || !protocol_->wantRead()) {
       input_pending_ = false;
       return;
     }
@@ -346,11 +316,10 @@ void Connection::writeOutput() {
   // leaves together with the first response.
   if (!got_input_) return;
   for (int round = 0; round < kWriteBudget; ++round) {
-    if (!out_.aboveHigh() && !http1_reply_) {
-      const h2::ProduceResult pr = session_->produce(out_);
-      if (pr.status != h2::SessionStatus::kOk) {
-        spdlog::info("connection fd {}: HTTP/2 error while sending: {}", fd_,
-                     session_->lastError());
+    if (!out_.aboveHigh()) {
+      if (protocol_->produce(out_) != ProtocolStatus::kOk) {
+        spdlog::warn("connection fd {}: protocol failed while sending: {}", fd_,
+                     protocol_->lastError());
         close(CloseReason::kProtocolError, true);
         return;
       }
@@ -381,11 +350,11 @@ bool Connection::flush() {
   return true;
 }
 
-// Output is pending somewhere: in out_, or still inside nghttp2 (the kernel
+// Output is pending somewhere: in out_, or still inside the protocol (the kernel
 // may take bytes yet not report writability until a third of its buffer is
 // free, so out_ can be empty while a stalled reader holds everything up).
 bool Connection::wantsToWrite() const {
-  return !outputSent() || (got_input_ && session_ && session_->wantWrite());
+  return !outputSent() || (got_input_ && protocol_ && protocol_->wantWrite());
 }
 
 void Connection::noteBuffered() {
@@ -400,29 +369,25 @@ void Connection::noteBuffered() {
 void Connection::afterIo() {
   worker_.publishGauges();
   // How the connection ends, decided by why.
-  if (http1_reply_ || session_->connectionError() != 0) {
+  if (protocol_->connectionError()) {
     endFor(CloseReason::kProtocolError);
-    if (!http1_reply_) {
-      spdlog::info("connection fd {}: GOAWAY({}) over the peer's conduct: {}", fd_,
-                   nghttp2_http2_strerror(session_->connectionError()),
-                   session_->connectionErrorReason());
-    }
+    spdlog::info("connection fd {}: {}", fd_, protocol_->connectionErrorDescription());
     beginLingeringClose(Linger::kAfterError);
     return;
   }
-  if (session_->finished() && outputSent()) {
-    beginLingeringClose(session_->peerGoaway() && !goaway_sent_ ? Linger::kAfterClientGoaway
-                                                                : Linger::kWaitForClient);
+  if (protocol_->finished() && outputSent()) {
+    beginLingeringClose(protocol_->peerGoaway() && !goaway_sent_ ? Linger::kAfterClientGoaway
+                                                                 : Linger::kWaitForClient);
     return;
   }
-  if (state_ == State::kDraining && goaway_sent_ && session_->activeStreams() == 0 &&
-      outputSent() && !session_->wantWrite()) {
+  if (state_ == State::kDraining && goaway_sent_ && protocol_->activeStreams() == 0 &&
+      outputSent() && !protocol_->wantWrite()) {
     beginLingeringClose(Linger::kWaitForClient);
     return;
   }
   if (out_.empty()) {
     (void)out_.releaseIfEmpty();
-    if (session_->activeStreams() == 0) transport_->releaseIdleBuffers();
+    if (protocol_->activeStreams() == 0) transport_->releaseIdleBuffers();
   }
   updateInterest();
 }
@@ -490,7 +455,7 @@ void Connection::beginLingeringClose(Linger kind) {
       // sent one; then a round trip for the client to close first.
       if (!goaway_sent_) {
         goaway_sent_ = true;
-        (void)session_->goaway(NGHTTP2_NO_ERROR);
+        protocol_->goaway();
       }
       fin_at_ = now + cfg.goaway_delay;
       linger_until_ = now + cfg.linger_timeout;
@@ -506,7 +471,7 @@ void Connection::beginLingeringClose(Linger kind) {
 bool Connection::allSent() const {
   // Before the client's first bytes the session's output is held back (see
   // writeOutput()): it never leaves, so it is not waited for.
-  return outputSent() && (http1_reply_ || !got_input_ || !session_ || !session_->wantWrite());
+  return outputSent() && (!got_input_ || !protocol_ || !protocol_->wantWrite());
 }
 
 void Connection::onLingerEvent() {
@@ -558,102 +523,6 @@ void Connection::lingerRead() {
     close(end_reason_, false);
     return;
   }
-}
-
-// ---- requests ----------------------------------------------------------------
-
-void Connection::onRequest(h2::Stream& stream, bool /*end_stream*/) {
-  WorkerCounters& c = worker_.counters();
-  c.requests_total.add(1);
-  c.streams_active.add(1);
-  if (worker_.config().access_log) {
-    auto* log = new RequestLog;
-    log->start = worker_.loop().now();
-    stream.setUser(log);
-  } else {
-    stream.setUser(&kCountedStream);
-  }
-  const std::string& metrics = worker_.config().metrics_path;
-  if (!metrics.empty() && stream.path() == metrics &&
-      (stream.method() == "GET" || stream.method() == "HEAD")) {
-    serveMetrics(stream);
-  } else {
-    serveStatic(stream);
-  }
-}
-
-void Connection::onStreamClosed(h2::Stream& stream, uint32_t error_code) {
-  void* user = stream.user();
-  if (user == nullptr) return;  // reset before its headers completed: never counted
-  worker_.counters().streams_active.add(-1);
-  stream.setUser(nullptr);
-  if (user != &kCountedStream) {
-    auto* log = static_cast<RequestLog*>(user);
-    const auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - log->start);
-    spdlog::info("access: {} {} {} {} {}us stream={} err={}", stream.method(), stream.path(),
-                 log->status, log->bytes, us.count(), stream.id(), error_code);
-    delete log;
-  }
-}
-
-void Connection::serveStatic(h2::Stream& stream) {
-  auto header = [&](std::string_view name) -> std::string_view {
-    const h2::HeaderField* f = stream.findHeader(name);
-    return f ? std::string_view(f->value) : std::string_view{};
-  };
-  StaticResponse resp =
-      worker_.files().handle(stream.method(), stream.path(), header("if-none-match"),
-                             header("if-modified-since"), wallMillis());
-  std::array<h2::Header, 8> headers;
-  size_t n = 0;
-  headers[n++] = {"server", "h2loop"};
-  headers[n++] = {"date", worker_.httpDate()};
-  if (!resp.content_type.empty()) headers[n++] = {"content-type", resp.content_type};
-  if (!resp.etag.view().empty()) headers[n++] = {"etag", resp.etag.view()};
-  if (!resp.last_modified.view().empty())
-    headers[n++] = {"last-modified", resp.last_modified.view()};
-  if (resp.allow_header) headers[n++] = {"allow", kAllowedMethods};
-
-  h2::ResponseBody body = h2::ResponseBody::none();
-  if (resp.file) {
-    // Straight into the output: copied from the cache's memory for small
-    // files (FileHandle::memory()), pread for the others.
-    body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
-                                  static_cast<uint64_t>(resp.content_length));
-  } else if (!resp.body.empty()) {
-    body = h2::ResponseBody::bytes(resp.body);
-  } else if (resp.content_length >= 0 && resp.status == 200) {
-    // HEAD or an empty file: headers only, with the real length.
-    static thread_local char len[24];
-    const int w =
-        std::snprintf(len, sizeof len, "%lld", static_cast<long long>(resp.content_length));
-    headers[n++] = {"content-length", std::string_view(len, static_cast<size_t>(w))};
-  }
-  if (stream.user() != &kCountedStream) {
-    auto* log = static_cast<RequestLog*>(stream.user());
-    log->status = resp.status;
-    log->bytes = resp.content_length > 0 ? static_cast<uint64_t>(resp.content_length) : 0;
-  }
-  const h2::SubmitResult r = stream.submitResponse(resp.status, {headers.data(), n}, body);
-  if (r != h2::SubmitResult::kOk) {
-    spdlog::warn("stream {}: cannot submit response ({})", stream.id(), static_cast<int>(r));
-  }
-}
-
-void Connection::serveMetrics(h2::Stream& stream) {
-  worker_.publishGauges();  // this worker's figures include the asking stream
-  const std::string text = worker_.metricsText();
-  const std::array<h2::Header, 3> headers{
-      {{"server", "h2loop"},
-       {"content-type", "text/plain; version=0.0.4; charset=utf-8"},
-       {"cache-control", "no-store"}}};
-  if (stream.user() != &kCountedStream) {
-    auto* log = static_cast<RequestLog*>(stream.user());
-    log->status = 200;
-    log->bytes = text.size();
-  }
-  (void)stream.submitResponse(200, headers, h2::ResponseBody::bytes(text));
 }
 
 }  // namespace h2loop::server

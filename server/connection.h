@@ -6,8 +6,8 @@
 
 #include "eventloop/loop.h"
 #include "h2/output_buffer.h"
-#include "h2/session.h"
 #include "server/counters.h"
+#include "server/protocol.h"
 #include "server/transport.h"
 
 namespace h2loop::server {
@@ -26,7 +26,7 @@ class Worker;
 // it releases every stream (Session), frees TLS (Transport), closes the fd
 // unless it had already vanished, and returns the connection's slot. No path
 // skips it: close() has no early return after the state check.
-class Connection final : public ev::DeferredDeletable, private h2::SessionHandler {
+class Connection final : public ev::DeferredDeletable {
  public:
   enum class State : uint8_t { kHandshake, kActive, kDraining, kLingering, kClosed };
 
@@ -74,16 +74,12 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   Connection* next_ = nullptr;
 
  private:
-  // h2::SessionHandler
-  void onRequest(h2::Stream& stream, bool end_stream) override;
-  void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
-
   void onEvent(uint32_t ready);
   void onTimer();
   void handshakeStep();
   void startSession();
   // Reads what is available (bounded per event) into the session. Reading
-  // goes on while output is above the watermark: nghttp2 bounds what input
+  // goes on while output is above the watermark: the protocol bounds what input
   // can queue without our output moving (flow control for DATA, concurrency
   // for streams, max_outbound_ack for SETTINGS/PING acknowledgements), and a
   // peer that floods those without reading is only seen if we read.
@@ -113,17 +109,12 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   // out); a protocol error outranks an idle or shutdown end.
   void endFor(CloseReason reason);
   void closeOnIo(IoStatus status, std::string_view what);
-  void serveStatic(h2::Stream& stream);
-  void serveMetrics(h2::Stream& stream);
 
   Worker& worker_;
   int fd_;
   State state_ = State::kHandshake;
   bool abortive_ = false;
   bool fd_gone_ = false;
-  // The answer to an HTTP/1.1 request on the h2c port is in out_: the
-  // session produces nothing more, and the connection ends after it.
-  bool http1_reply_ = false;
   bool fin_sent_ = false;
   Linger linger_ = Linger::kWaitForClient;
   // readInput() stopped (read budget) while the transport may still
@@ -147,9 +138,9 @@ class Connection final : public ev::DeferredDeletable, private h2::SessionHandle
   ev::Clock::time_point linger_timer_at_;  // what the timer is armed for while lingering
   h2::OutputBuffer out_;
   size_t reported_buffered_ = 0;
-  // Declared last: destroyed first, while everything its onStreamClosed
-  // callbacks touch is still alive.
-  std::unique_ptr<h2::Session> session_;
+  // Declared last: destroyed first, while everything the requests it ends
+  // touch is still alive.
+  std::unique_ptr<Protocol> protocol_;
 };
 
 }  // namespace h2loop::server

@@ -42,6 +42,7 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
       files_(std::make_unique<StaticFiles>(
           shared.config->root,
           FileCacheConfig{shared.config->file_cache_ttl_ms, shared.config->file_cache_entries})),
+      service_(std::make_unique<Service>(*this)),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
       block_cache_(std::make_unique<h2::BlockCache>(
           shared.config->output_high_watermark + h2::OutputBuffer::kFrameHeadroom, 64)) {
@@ -71,6 +72,8 @@ Worker::~Worker() {
   drain_timer_.reset();
   files_.reset();
   loop_.reset();
+  // Last: whatever the loop's destruction still ended reported to it.
+  service_.reset();
 }
 
 void Worker::start() {

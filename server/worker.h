@@ -14,13 +14,14 @@
 #include "server/config.h"
 #include "server/counters.h"
 #include "server/http_date.h"
+#include "server/service.h"
 #include "server/static_files.h"
+#include "server/transport.h"
 
 namespace h2loop::server {
 
 class Connection;
 class TlsContext;
-class Transport;
 class Worker;
 
 // Makes the transport of an accepted connection. The default wraps the fd in
@@ -66,6 +67,8 @@ class Worker {
     return session_allocator_;
   }
   [[nodiscard]] StaticFiles& files() { return *files_; }
+  // What serves this worker's requests (files, metrics, access log).
+  [[nodiscard]] Service& service() { return *service_; }
   [[nodiscard]] const ServerConfig& config() const { return *shared_.config; }
   [[nodiscard]] WorkerCounters& counters() { return counters_; }
   [[nodiscard]] const WorkerCounters& counters() const { return counters_; }
@@ -113,6 +116,7 @@ class Worker {
   std::unique_ptr<h2::StreamPool> pool_;
   std::shared_ptr<h2::SessionAllocator> session_allocator_;
   std::unique_ptr<StaticFiles> files_;
+  std::unique_ptr<Service> service_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   std::unique_ptr<h2::BlockCache> block_cache_;
   WorkerCounters counters_;

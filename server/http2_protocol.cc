@@ -1,0 +1,93 @@
+#include "server/http2_protocol.h"
+
+#include <fmt/format.h>
+#include <nghttp2/nghttp2.h>
+
+#include "server/service.h"
+
+namespace h2loop::server {
+namespace {
+
+// HTTP/1.1 clients on an h2c (prior knowledge) port get a readable answer.
+constexpr std::string_view kHttp1Reply =
+    "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+    "content-type: text/plain\r\ncontent-length: 54\r\nconnection: close\r\n\r\n"
+    "This server speaks HTTP/2 only (h2c prior knowledge).\n";
+
+}  // namespace
+
+Http2Protocol::Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
+                             std::shared_ptr<h2::SessionAllocator> allocator, Service& service)
+    : service_(service) {
+  h2::SessionHandler& handler = *this;
+  session_ = std::make_unique<h2::Session>(pool, handler, config, std::move(allocator));
+}
+
+Http2Protocol::~Http2Protocol() {
+  // Every stream still open is closed here (onStreamClosed → the Service).
+  session_.reset();
+}
+
+ProtocolStatus Http2Protocol::receive(const uint8_t* data, size_t len) {
+  const h2::RecvResult r = session_->receive(data, len);
+  if (r.status != h2::SessionStatus::kOk) return ProtocolStatus::kFatal;
+  if (r.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+    const std::string_view input(reinterpret_cast<const char*>(data), len);
+    if (input.find(" HTTP/1.") != std::string_view::npos) http1_reply_ = Http1Reply::kQueued;
+  }
+  return ProtocolStatus::kOk;
+}
+
+ProtocolStatus Http2Protocol::produce(h2::OutputBuffer& out) {
+  if (http1_reply_ != Http1Reply::kNone) {
+    // The 505 instead of what the session would say (SETTINGS, GOAWAY).
+    if (http1_reply_ == Http1Reply::kQueued) {
+      if (!out.append(reinterpret_cast<const uint8_t*>(kHttp1Reply.data()), kHttp1Reply.size())) {
+        return ProtocolStatus::kFatal;
+      }
+      http1_reply_ = Http1Reply::kProduced;
+    }
+    return ProtocolStatus::kOk;
+  }
+  const h2::ProduceResult r = session_->produce(out);
+  return r.status == h2::SessionStatus::kOk ? ProtocolStatus::kOk : ProtocolStatus::kFatal;
+}
+
+bool Http2Protocol::wantRead() const {
+  return http1_reply_ == Http1Reply::kNone && session_->wantRead();
+}
+
+bool Http2Protocol::wantWrite() const {
+  if (http1_reply_ != Http1Reply::kNone) return http1_reply_ == Http1Reply::kQueued;
+  return session_->wantWrite();
+}
+
+bool Http2Protocol::connectionError() const {
+  return http1_reply_ != Http1Reply::kNone || session_->connectionError() != 0;
+}
+
+std::string Http2Protocol::connectionErrorDescription() const {
+  if (http1_reply_ != Http1Reply::kNone) {
+    return "505 to an HTTP/1.1 request on an HTTP/2-only (h2c prior knowledge) port";
+  }
+  return fmt::format("GOAWAY({}): {}", nghttp2_http2_strerror(session_->connectionError()),
+                     session_->connectionErrorReason());
+}
+
+void Http2Protocol::shutdownNotice() {
+  (void)session_->shutdownNotice();
+}
+
+void Http2Protocol::goaway() {
+  (void)session_->goaway(NGHTTP2_NO_ERROR);
+}
+
+void Http2Protocol::onRequest(h2::Stream& stream, bool /*end_stream*/) {
+  service_.onRequest(stream);
+}
+
+void Http2Protocol::onStreamClosed(h2::Stream& stream, uint32_t error_code) {
+  service_.onRequestClosed(stream, error_code);
+}
+
+}  // namespace h2loop::server

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "h2/session.h"
+#include "server/protocol.h"
+
+namespace h2loop::server {
+
+class Service;
+
+// HTTP/2 (h2 over TLS, h2c by prior knowledge) on the nghttp2 Session: the
+// only part of server/ that knows nghttp2. Requests go to the worker's
+// Service. An HTTP/1.1 request where the HTTP/2 preface should be gets a
+// readable 505 instead of binary SETTINGS and GOAWAY.
+class Http2Protocol final : public Protocol, private h2::SessionHandler {
+ public:
+  Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
+                std::shared_ptr<h2::SessionAllocator> allocator, Service& service);
+  ~Http2Protocol() override;
+
+  // False when the session could not be created; lastError() says why.
+  [[nodiscard]] bool valid() const { return session_->valid(); }
+
+  [[nodiscard]] ProtocolStatus receive(const uint8_t* data, size_t len) override;
+  [[nodiscard]] ProtocolStatus produce(h2::OutputBuffer& out) override;
+  [[nodiscard]] bool wantRead() const override;
+  [[nodiscard]] bool wantWrite() const override;
+  [[nodiscard]] size_t activeStreams() const override { return session_->activeStreams(); }
+  [[nodiscard]] bool connectionError() const override;
+  [[nodiscard]] std::string connectionErrorDescription() const override;
+  [[nodiscard]] bool peerGoaway() const override { return session_->peerGoaway(); }
+  void shutdownNotice() override;
+  void goaway() override;
+  [[nodiscard]] std::string_view lastError() const override { return session_->lastError(); }
+
+ private:
+  // h2::SessionHandler
+  void onRequest(h2::Stream& stream, bool end_stream) override;
+  void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
+
+  enum class Http1Reply : uint8_t { kNone, kQueued, kProduced };
+
+  Service& service_;
+  Http1Reply http1_reply_ = Http1Reply::kNone;
+  // Declared last: destroyed first, while the Service its onStreamClosed
+  // callbacks reach is alive (the Service belongs to the worker anyway).
+  std::unique_ptr<h2::Session> session_;
+};
+
+}  // namespace h2loop::server
