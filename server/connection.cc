@@ -8,8 +8,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "net/socket_util.h"
 #include "server/http2_protocol.h"
-#include "server/socket_util.h"
 #include "server/worker.h"
 
 namespace h2loop::server {
@@ -24,7 +24,7 @@ constexpr int kWriteBudget = 8;
 
 }  // namespace
 
-Connection::Connection(Worker& worker, int fd, std::unique_ptr<Transport> transport)
+Connection::Connection(Worker& worker, int fd, std::unique_ptr<net::Transport> transport)
     : worker_(worker),
       fd_(fd),
       transport_(std::move(transport)),
@@ -46,7 +46,7 @@ Connection::~Connection() {
   watch_.reset();
   transport_.reset();  // frees the SSL object; makes no syscall on the fd
   if (fd_ >= 0 && !fd_gone_) {
-    if (abortive_) (void)setLingerZero(fd_);
+    if (abortive_) (void)net::setLingerZero(fd_);
     ::close(fd_);
   }
   fd_ = -1;
@@ -59,7 +59,7 @@ void Connection::start() {
   timer_ = worker_.loop().timer([this] { onTimer(); });
   if (watch_->registrationError() != 0) {
     spdlog::warn("connection fd {}: cannot watch: {}", fd_,
-                 errnoString(watch_->registrationError()));
+                 net::errnoString(watch_->registrationError()));
     close(CloseReason::kIoError, true);
     return;
   }
@@ -217,8 +217,9 @@ void Connection::onEvent(uint32_t ready) {
   }
   // A TLS read may have blocked on writability (and a write on readability):
   // retry reading on either readiness then.
-  const bool read_blocked_on_write = transport_->isTls() && (ready & ev::kWrite) &&
-                                     hasInterest(transport_->pendingInterest(), Interest::kWrite);
+  const bool read_blocked_on_write =
+      transport_->isTls() && (ready & ev::kWrite) &&
+      net::hasInterest(transport_->pendingInterest(), net::Interest::kWrite);
   if ((ready & ev::kWrite) && !flush()) return;
   // A peer's FIN (or RST) is read at once, even under backpressure: the EOF
   // closes the connection now, not at the write timeout.
@@ -231,23 +232,23 @@ void Connection::onEvent(uint32_t ready) {
 }
 
 void Connection::handshakeStep() {
-  const HandshakeStatus hs = transport_->handshake();
+  const net::HandshakeStatus hs = transport_->handshake();
   switch (hs) {
-    case HandshakeStatus::kDone:
+    case net::HandshakeStatus::kDone:
       startSession();
       return;
-    case HandshakeStatus::kWantRead:
+    case net::HandshakeStatus::kWantRead:
       (void)watch_->setInterest(ev::kRead);
       return;
-    case HandshakeStatus::kWantWrite:
+    case net::HandshakeStatus::kWantWrite:
       (void)watch_->setInterest(ev::kWrite);
       return;
-    case HandshakeStatus::kFailed: {
-      const IoStatus st = transport_->failureStatus();
-      close(st == IoStatus::kReset ? CloseReason::kPeerReset
-            : st == IoStatus::kEof ? CloseReason::kPeerEof
-                                   : CloseReason::kTlsError,
-            st != IoStatus::kEof);
+    case net::HandshakeStatus::kFailed: {
+      const net::IoStatus st = transport_->failureStatus();
+      close(st == net::IoStatus::kReset ? CloseReason::kPeerReset
+            : st == net::IoStatus::kEof ? CloseReason::kPeerEof
+                                        : CloseReason::kTlsError,
+            st != net::IoStatus::kEof);
       return;
     }
   }
@@ -279,12 +280,12 @@ void Connection::readInput() {
   // Assume we stop early; the kernel-drained exits below clear it.
   input_pending_ = true;
   for (int i = 0; i < kReadBudget; ++i) {
-    IoResult r = transport_->read(buf, Worker::kReadBufferSize);
-    if (r.status == IoStatus::kWouldBlock) {
+    net::IoResult r = transport_->read(buf, Worker::kReadBufferSize);
+    if (r.status == net::IoStatus::kWouldBlock) {
       input_pending_ = false;
       return;
     }
-    if (r.status != IoStatus::kOk) {
+    if (r.status != net::IoStatus::kOk) {
       closeOnIo(r.status, "read");
       return;
     }
@@ -335,14 +336,14 @@ void Connection::writeOutput() {
 bool Connection::flush() {
   while (!outputSent()) {
     // With out_ empty, TLS may still hold ciphertext the socket did not take.
-    const IoResult r = out_.empty() ? transport_->flushPendingOutput()
-                                    : transport_->write(out_.data(), out_.size());
-    if (r.status == IoStatus::kOk) {
+    const net::IoResult r = out_.empty() ? transport_->flushPendingOutput()
+                                         : transport_->write(out_.data(), out_.size());
+    if (r.status == net::IoStatus::kOk) {
       out_.consume(r.bytes);  // 0 after a flush of pending output: it is all out
       last_activity_ = worker_.loop().now();
       continue;
     }
-    if (r.status == IoStatus::kWouldBlock) break;
+    if (r.status == net::IoStatus::kWouldBlock) break;
     closeOnIo(r.status, "write");
     return false;
   }
@@ -395,9 +396,9 @@ void Connection::afterIo() {
 void Connection::updateInterest() {
   uint32_t interest = ev::kRead;
   if (wantsToWrite()) interest |= ev::kWrite;
-  const Interest blocked = transport_->pendingInterest();
-  if (hasInterest(blocked, Interest::kRead)) interest |= ev::kRead;
-  if (hasInterest(blocked, Interest::kWrite)) interest |= ev::kWrite;
+  const net::Interest blocked = transport_->pendingInterest();
+  if (net::hasInterest(blocked, net::Interest::kRead)) interest |= ev::kRead;
+  if (net::hasInterest(blocked, net::Interest::kWrite)) interest |= ev::kWrite;
   if (watch_->setInterest(interest) != 0) {
     close(CloseReason::kIoError, true);
     return;
@@ -418,14 +419,14 @@ void Connection::endFor(CloseReason reason) {
   }
 }
 
-void Connection::closeOnIo(IoStatus status, std::string_view what) {
+void Connection::closeOnIo(net::IoStatus status, std::string_view what) {
   // The peer closing on our GOAWAY completes the end we started.
   const bool ending = end_reason_ != CloseReason::kCompleted;
   switch (status) {
-    case IoStatus::kEof:
+    case net::IoStatus::kEof:
       close(ending ? end_reason_ : CloseReason::kPeerEof, false);
       return;
-    case IoStatus::kReset:
+    case net::IoStatus::kReset:
       close(ending ? end_reason_ : CloseReason::kPeerReset, false);
       return;
     default:
@@ -494,7 +495,8 @@ void Connection::lingerStep() {
   }
   uint32_t interest = ev::kRead;
   if (!sent) interest |= ev::kWrite;
-  if (hasInterest(transport_->pendingInterest(), Interest::kWrite)) interest |= ev::kWrite;
+  if (net::hasInterest(transport_->pendingInterest(), net::Interest::kWrite))
+    interest |= ev::kWrite;
   if (watch_->setInterest(interest) != 0) {
     close(CloseReason::kIoError, true);
     return;
@@ -513,9 +515,9 @@ void Connection::lingerRead() {
   uint8_t* buf = worker_.readBuffer();
   input_pending_ = true;
   for (int i = 0; i < kReadBudget; ++i) {
-    IoResult r = transport_->read(buf, Worker::kReadBufferSize);
-    if (r.status == IoStatus::kOk) continue;  // discarded
-    if (r.status == IoStatus::kWouldBlock) {
+    net::IoResult r = transport_->read(buf, Worker::kReadBufferSize);
+    if (r.status == net::IoStatus::kOk) continue;  // discarded
+    if (r.status == net::IoStatus::kWouldBlock) {
       input_pending_ = false;
       return;
     }

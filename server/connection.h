@@ -6,9 +6,9 @@
 
 #include "eventloop/loop.h"
 #include "h2/output_buffer.h"
+#include "net/transport.h"
 #include "server/counters.h"
 #include "server/protocol.h"
-#include "server/transport.h"
 
 namespace h2loop::server {
 
@@ -49,7 +49,7 @@ class Connection final : public ev::DeferredDeletable {
   };
 
   // Takes ownership of `fd` and `transport` (which wraps the same fd).
-  Connection(Worker& worker, int fd, std::unique_ptr<Transport> transport);
+  Connection(Worker& worker, int fd, std::unique_ptr<net::Transport> transport);
   ~Connection() override;
 
   // Registers with the loop and starts the handshake. Returns false if the
@@ -108,7 +108,7 @@ class Connection final : public ev::DeferredDeletable {
   // We decided to end the connection for `reason` (a GOAWAY goes or went
   // out); a protocol error outranks an idle or shutdown end.
   void endFor(CloseReason reason);
-  void closeOnIo(IoStatus status, std::string_view what);
+  void closeOnIo(net::IoStatus status, std::string_view what);
 
   Worker& worker_;
   int fd_;
@@ -127,7 +127,7 @@ class Connection final : public ev::DeferredDeletable {
   // protocol error) is counted when its graceful end completes, including
   // when the peer closes first on our GOAWAY.
   CloseReason end_reason_ = CloseReason::kCompleted;
-  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<net::Transport> transport_;
   std::unique_ptr<ev::IoWatch> watch_;
   std::unique_ptr<ev::Timer> timer_;
   ev::Clock::time_point last_activity_;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "eventloop/loop_factory.h"
+#include "net/socket_util.h"
 #include "server/server.h"
-#include "server/socket_util.h"
 
 namespace {
 
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
 
   if (listen.empty()) listen.emplace_back("127.0.0.1:8443");
   for (const std::string& l : listen) {
-    auto hp = h2loop::server::parseHostPort(l);
+    auto hp = h2loop::net::parseHostPort(l);
     if (!hp.ok()) {
       std::fprintf(stderr, "h2loop: --listen %s: %s\n", l.c_str(), hp.error.c_str());
       return 2;

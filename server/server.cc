@@ -5,8 +5,8 @@
 
 #include <stdexcept>
 
-#include "server/socket_util.h"
-#include "server/tls_context.h"
+#include "net/socket_util.h"
+#include "net/tls_context.h"
 
 namespace h2loop::server {
 
@@ -19,11 +19,11 @@ Server::Server(ServerConfig config, TransportFactory transport_factory)
     throw std::runtime_error("--cert and --key go together (neither: h2c)");
   }
   if (!config_.cert.empty()) {
-    TlsOptions opts;
+    net::TlsOptions opts;
     opts.cert_file = config_.cert;
     opts.key_file = config_.key;
     opts.tls13_ciphersuites = config_.tls13_ciphers;
-    tls_ = std::make_unique<TlsContext>(opts);
+    tls_ = std::make_unique<net::TlsContext>(opts);
   }
   shared_.config = &config_;
   shared_.tls = tls_.get();
@@ -41,12 +41,12 @@ Server::Server(ServerConfig config, TransportFactory transport_factory)
   for (const ListenAddress& addr : config_.listen) {
     uint16_t port = addr.port;
     for (unsigned w = 0; w < config_.workers; ++w) {
-      ListenerResult l = makeListener(addr.host, port, reuse_port);
+      net::ListenerResult l = net::makeListener(addr.host, port, reuse_port);
       if (!l.ok()) {
         close_all();
         throw std::runtime_error(l.error);
       }
-      if (port == 0) port = localPort(l.fd).value_or(0);
+      if (port == 0) port = net::localPort(l.fd).value_or(0);
       fds[w].push_back(l.fd);
     }
     ports_.push_back(port);

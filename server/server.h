@@ -9,8 +9,6 @@
 
 namespace h2loop::server {
 
-class TlsContext;
-
 // The whole server: the TLS context, the listening sockets and the workers.
 // Construction does every start-up check and throws std::runtime_error with a
 // one-line message (missing root, unreadable certificate, port in use, bad
@@ -37,7 +35,7 @@ class Server {
 
  private:
   ServerConfig config_;
-  std::unique_ptr<TlsContext> tls_;
+  std::unique_ptr<net::TlsContext> tls_;
   ServerShared shared_;
   std::vector<uint16_t> ports_;
   std::vector<std::unique_ptr<Worker>> workers_;

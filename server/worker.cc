@@ -9,10 +9,10 @@
 #include <future>
 
 #include "eventloop/loop_factory.h"
+#include "net/plain_transport.h"
+#include "net/socket_util.h"
+#include "net/tls_transport.h"
 #include "server/connection.h"
-#include "server/plain_transport.h"
-#include "server/socket_util.h"
-#include "server/tls_transport.h"
 
 namespace h2loop::server {
 namespace {
@@ -28,9 +28,9 @@ size_t poolCapacity(const ServerConfig& cfg) {
 
 }  // namespace
 
-std::unique_ptr<Transport> makeDefaultTransport(int fd, const TlsContext* tls) {
-  if (tls != nullptr) return std::make_unique<TlsTransport>(*tls, fd);
-  return std::make_unique<PlainTransport>(fd);
+std::unique_ptr<net::Transport> makeDefaultTransport(int fd, const net::TlsContext* tls) {
+  if (tls != nullptr) return std::make_unique<net::TlsTransport>(*tls, fd);
+  return std::make_unique<net::PlainTransport>(fd);
 }
 
 Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds)
@@ -147,12 +147,12 @@ void Worker::onAcceptable(Listener& l) {
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         // Out of descriptors: stop accepting for a moment instead of spinning
         // on a listener that stays readable.
-        spdlog::warn("worker {}: accept: {}; pausing accepts for {} ms", index_, errnoString(err),
-                     cfg.accept_backoff.count());
+        spdlog::warn("worker {}: accept: {}; pausing accepts for {} ms", index_,
+                     net::errnoString(err), cfg.accept_backoff.count());
         pauseAccepting();
         return;
       }
-      spdlog::warn("worker {}: accept: {}", index_, errnoString(err));
+      spdlog::warn("worker {}: accept: {}", index_, net::errnoString(err));
       return;
     }
     if (shared_.connections.fetch_add(1, std::memory_order_relaxed) >=
@@ -161,15 +161,15 @@ void Worker::onAcceptable(Listener& l) {
       shared_.connections.fetch_sub(1, std::memory_order_relaxed);
       counters_.connections_refused.add(1);
       counters_.closed[static_cast<size_t>(CloseReason::kLimit)].add(1);
-      (void)setLingerZero(fd);
+      (void)net::setLingerZero(fd);
       ::close(fd);
       spdlog::debug("worker {}: refused a connection: max-connections {} reached", index_,
                     cfg.max_connections);
       continue;
     }
-    (void)setNoDelay(fd);
-    if (cfg.kernel_unsent_limit > 0) (void)setNotSentLowat(fd, cfg.kernel_unsent_limit);
-    std::unique_ptr<Transport> transport = shared_.transport_factory(fd, shared_.tls);
+    (void)net::setNoDelay(fd);
+    if (cfg.kernel_unsent_limit > 0) (void)net::setNotSentLowat(fd, cfg.kernel_unsent_limit);
+    std::unique_ptr<net::Transport> transport = shared_.transport_factory(fd, shared_.tls);
     auto* c = new Connection(*this, fd, std::move(transport));
     c->next_ = connections_;
     if (connections_ != nullptr) connections_->prev_ = c;
@@ -256,7 +256,7 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::accept_errors));
   metric("h2loop_file_cache_open_files", "gauge", "Descriptors held open by the file caches.",
          sum(&WorkerCounters::file_cache_open_files));
-  metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", countOpenFds());
+  metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", net::countOpenFds());
   out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
   out += "# TYPE h2loop_connections_closed_total counter\n";
   for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {

@@ -11,32 +11,33 @@
 #include "h2/output_buffer.h"
 #include "h2/session_allocator.h"
 #include "h2/stream_pool.h"
+#include "net/tls_context.h"
+#include "net/transport.h"
 #include "server/config.h"
 #include "server/counters.h"
 #include "server/http_date.h"
 #include "server/service.h"
 #include "server/static_files.h"
-#include "server/transport.h"
 
 namespace h2loop::server {
 
 class Connection;
-class TlsContext;
 class Worker;
 
 // Makes the transport of an accepted connection. The default wraps the fd in
 // a TlsTransport (TLS configured) or a PlainTransport; tests substitute a
 // fault-injecting double that wraps the real one.
-using TransportFactory = std::function<std::unique_ptr<Transport>(int fd, const TlsContext* tls)>;
-std::unique_ptr<Transport> makeDefaultTransport(int fd, const TlsContext* tls);
+using TransportFactory =
+    std::function<std::unique_ptr<net::Transport>(int fd, const net::TlsContext* tls)>;
+std::unique_ptr<net::Transport> makeDefaultTransport(int fd, const net::TlsContext* tls);
 
 // What the workers of one server share. Read-mostly; the connection count is
 // the only thing written by all of them.
 struct ServerShared {
   const ServerConfig* config = nullptr;
-  const TlsContext* tls = nullptr;      // nullptr: h2c
-  std::atomic<int64_t> connections{0};  // over all workers, against max_connections
-  std::vector<Worker*> workers;         // for the metrics endpoint
+  const net::TlsContext* tls = nullptr;  // nullptr: h2c
+  std::atomic<int64_t> connections{0};   // over all workers, against max_connections
+  std::vector<Worker*> workers;          // for the metrics endpoint
   TransportFactory transport_factory = makeDefaultTransport;
 };
 

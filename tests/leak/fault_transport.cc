@@ -8,14 +8,14 @@
 #include <cstring>
 #include <utility>
 
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
 namespace h2loop::test {
 
-using server::HandshakeStatus;
-using server::Interest;
-using server::IoResult;
-using server::IoStatus;
+using h2loop::net::HandshakeStatus;
+using h2loop::net::Interest;
+using h2loop::net::IoResult;
+using h2loop::net::IoStatus;
 
 // ---- FaultLog ----------------------------------------------------------------------------------
 
@@ -64,8 +64,8 @@ void FaultLog::closeDups() {
 
 namespace {
 
-Interest ownDirection(FaultOp op) {
-  return op == FaultOp::kWrite ? Interest::kWrite : Interest::kRead;
+net::Interest ownDirection(FaultOp op) {
+  return op == FaultOp::kWrite ? net::Interest::kWrite : net::Interest::kRead;
 }
 
 const char* opName(FaultOp op) {
@@ -82,14 +82,14 @@ const char* opName(FaultOp op) {
 
 }  // namespace
 
-FaultTransport::FaultTransport(std::unique_ptr<server::Transport> inner,
+FaultTransport::FaultTransport(std::unique_ptr<h2loop::net::Transport> inner,
                                std::vector<FaultRule> rules, std::shared_ptr<FaultLog> log)
-    : Transport(inner->fd()),
+    : net::Transport(inner->fd()),
       inner_(std::move(inner)),
       rules_(std::move(rules)),
       states_(rules_.size()),
       log_(std::move(log)) {
-  injected_blocked_.fill(Interest::kNone);
+  injected_blocked_.fill(net::Interest::kNone);
   for (size_t i = 0; i < rules_.size(); ++i)
     states_[i].arm_at_call = rules_[i].after_calls;
   log_->noteCreated();
@@ -146,54 +146,58 @@ void FaultTransport::closeFd(const FaultRule& rule) {
   ::close(fd_);
 }
 
-void FaultTransport::noteTerminal(IoStatus status) {
-  if (status == IoStatus::kReset || status == IoStatus::kError) terminal_ = true;
+void FaultTransport::noteTerminal(net::IoStatus status) {
+  if (status == net::IoStatus::kReset || status == net::IoStatus::kError) terminal_ = true;
 }
 
 void FaultTransport::checkTerminal() {
   if (terminal_) log_->noteCallAfterTerminal();
 }
 
-IoResult FaultTransport::injectIo(FaultOp op, const FaultRule& rule) {
+net::IoResult FaultTransport::injectIo(FaultOp op, const FaultRule& rule) {
   const size_t o = static_cast<size_t>(op);
   switch (rule.action) {
     case FaultAction::kWouldBlock: {
-      const Interest want = rule.want != Interest::kNone ? rule.want : ownDirection(op);
+      const net::Interest want = rule.want != net::Interest::kNone ? rule.want : ownDirection(op);
       injected_blocked_[o] = want;
-      return IoResult{IoStatus::kWouldBlock, 0, 0, want};
+      return net::IoResult{net::IoStatus::kWouldBlock, 0, 0, want};
     }
     case FaultAction::kReset:
     case FaultAction::kError: {
       const bool reset = rule.action == FaultAction::kReset;
       const int err = rule.err != 0 ? rule.err : (reset ? ECONNRESET : EBADF);
-      const IoStatus status = reset ? IoStatus::kReset : IoStatus::kError;
+      const net::IoStatus status = reset ? net::IoStatus::kReset : net::IoStatus::kError;
       if (op == FaultOp::kHandshake) injected_failure_ = status;
-      injected_reason_ = std::string("injected: ") + opName(op) + ": " + server::errnoString(err);
-      injected_blocked_[o] = Interest::kNone;
+      injected_reason_ =
+          std::string("injected: ") + opName(op) + ": " + h2loop::net::errnoString(err);
+      injected_blocked_[o] = net::Interest::kNone;
       terminal_ = true;
-      return IoResult{status, 0, err};
+      return net::IoResult{status, 0, err};
     }
     default:
       break;
   }
-  return IoResult{IoStatus::kError, 0, EINVAL};  // not reached: the callers handle the others
+  return net::IoResult{net::IoStatus::kError, 0,
+                       EINVAL};  // not reached: the callers handle the others
 }
 
-HandshakeStatus FaultTransport::handshake() {
+net::HandshakeStatus FaultTransport::handshake() {
   checkTerminal();
   const size_t o = static_cast<size_t>(FaultOp::kHandshake);
   const FaultRule* rule = decide(FaultOp::kHandshake);
   if (rule != nullptr) {
     switch (rule->action) {
       case FaultAction::kWouldBlock: {
-        const Interest want = rule->want != Interest::kNone ? rule->want : Interest::kRead;
+        const net::Interest want =
+            rule->want != net::Interest::kNone ? rule->want : net::Interest::kRead;
         injected_blocked_[o] = want;
-        return want == Interest::kWrite ? HandshakeStatus::kWantWrite : HandshakeStatus::kWantRead;
+        return want == net::Interest::kWrite ? net::HandshakeStatus::kWantWrite
+                                             : net::HandshakeStatus::kWantRead;
       }
       case FaultAction::kReset:
       case FaultAction::kError:
         (void)injectIo(FaultOp::kHandshake, *rule);
-        return HandshakeStatus::kFailed;
+        return net::HandshakeStatus::kFailed;
       case FaultAction::kCloseFd:
         closeFd(*rule);
         break;
@@ -201,13 +205,13 @@ HandshakeStatus FaultTransport::handshake() {
         break;  // nothing to shorten in a handshake call
     }
   }
-  injected_blocked_[o] = Interest::kNone;
-  const HandshakeStatus hs = inner_->handshake();
-  if (hs == HandshakeStatus::kFailed) terminal_ = true;
+  injected_blocked_[o] = net::Interest::kNone;
+  const net::HandshakeStatus hs = inner_->handshake();
+  if (hs == net::HandshakeStatus::kFailed) terminal_ = true;
   return hs;
 }
 
-IoResult FaultTransport::read(uint8_t* buf, size_t len) {
+net::IoResult FaultTransport::read(uint8_t* buf, size_t len) {
   checkTerminal();
   const size_t o = static_cast<size_t>(FaultOp::kRead);
   const FaultRule* rule = decide(FaultOp::kRead);
@@ -225,25 +229,25 @@ IoResult FaultTransport::read(uint8_t* buf, size_t len) {
         break;
     }
   }
-  injected_blocked_[o] = Interest::kNone;
-  IoResult r = inner_->read(buf, len);
-  if (r.status == IoStatus::kOk) read_bytes_ += r.bytes;
+  injected_blocked_[o] = net::Interest::kNone;
+  net::IoResult r = inner_->read(buf, len);
+  if (r.status == net::IoStatus::kOk) read_bytes_ += r.bytes;
   noteTerminal(r.status);
   return r;
 }
 
-IoResult FaultTransport::afterRealWrite(IoResult r, size_t offered) {
-  if (r.status == IoStatus::kOk) {
+net::IoResult FaultTransport::afterRealWrite(net::IoResult r, size_t offered) {
+  if (r.status == net::IoStatus::kOk) {
     written_bytes_ += r.bytes;
     write_retry_min_ = 0;
-  } else if (r.status == IoStatus::kWouldBlock) {
+  } else if (r.status == net::IoStatus::kWouldBlock) {
     write_retry_min_ = std::max(write_retry_min_, offered);
   }
   noteTerminal(r.status);
   return r;
 }
 
-IoResult FaultTransport::write(const uint8_t* buf, size_t len) {
+net::IoResult FaultTransport::write(const uint8_t* buf, size_t len) {
   checkTerminal();
   const size_t o = static_cast<size_t>(FaultOp::kWrite);
   const FaultRule* rule = decide(FaultOp::kWrite);
@@ -261,11 +265,11 @@ IoResult FaultTransport::write(const uint8_t* buf, size_t len) {
         break;
     }
   }
-  injected_blocked_[o] = Interest::kNone;
+  injected_blocked_[o] = net::Interest::kNone;
   return afterRealWrite(inner_->write(buf, len), len);
 }
 
-IoResult FaultTransport::writev(const struct iovec* iov, int iovcnt) {
+net::IoResult FaultTransport::writev(const struct iovec* iov, int iovcnt) {
   checkTerminal();
   const size_t o = static_cast<size_t>(FaultOp::kWrite);
   const FaultRule* rule = decide(FaultOp::kWrite);
@@ -284,7 +288,7 @@ IoResult FaultTransport::writev(const struct iovec* iov, int iovcnt) {
         break;
     }
   }
-  injected_blocked_[o] = Interest::kNone;
+  injected_blocked_[o] = net::Interest::kNone;
   // The first `limit` bytes of the gathered buffers.
   std::vector<struct iovec> cut;
   size_t offered = 0;
@@ -296,9 +300,9 @@ IoResult FaultTransport::writev(const struct iovec* iov, int iovcnt) {
   return afterRealWrite(inner_->writev(cut.data(), static_cast<int>(cut.size())), offered);
 }
 
-Interest FaultTransport::pendingInterest() const {
-  Interest interest = inner_->pendingInterest();
-  for (Interest i : injected_blocked_)
+net::Interest FaultTransport::pendingInterest() const {
+  net::Interest interest = inner_->pendingInterest();
+  for (net::Interest i : injected_blocked_)
     interest = interest | i;
   return interest;
 }
@@ -317,14 +321,15 @@ std::string_view FaultTransport::failureReason() const {
   return inner_->failureReason();
 }
 
-IoStatus FaultTransport::failureStatus() const {
-  if (injected_failure_ != IoStatus::kOk) return injected_failure_;
+net::IoStatus FaultTransport::failureStatus() const {
+  if (injected_failure_ != net::IoStatus::kOk) return injected_failure_;
   return inner_->failureStatus();
 }
 
 server::TransportFactory makeFaultFactory(FaultPlan plan, std::shared_ptr<FaultLog> log) {
   return [plan = std::move(plan), log = std::move(log)](
-             int fd, const server::TlsContext* tls) -> std::unique_ptr<server::Transport> {
+             int fd,
+             const h2loop::net::TlsContext* tls) -> std::unique_ptr<h2loop::net::Transport> {
     log->noteAccepted(fd);
     if (plan.close_fd_on_accept) ::close(fd);
     return std::make_unique<FaultTransport>(server::makeDefaultTransport(fd, tls), plan.rules, log);

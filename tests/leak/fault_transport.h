@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "server/transport.h"
+#include "net/transport.h"
 #include "server/worker.h"
 
 namespace h2loop::test {
@@ -61,10 +61,11 @@ struct FaultRule {
   int times = 1;
   // 0: the rule is spent after its `times` calls. >0: it re-arms `every` calls of `op` later.
   uint64_t every = 0;
-  int err = 0;                                      // kReset / kError; 0: the action's default
-  server::Interest want = server::Interest::kNone;  // kWouldBlock; kNone: the op's own direction
-  size_t max_bytes = 1;                             // kShortIo
-  bool keep_dup = false;                            // kCloseFd
+  int err = 0;  // kReset / kError; 0: the action's default
+  h2loop::net::Interest want =
+      h2loop::net::Interest::kNone;  // kWouldBlock; kNone: the op's own direction
+  size_t max_bytes = 1;              // kShortIo
+  bool keep_dup = false;             // kCloseFd
 };
 
 // What the transports of one test did. Thread-safe.
@@ -115,21 +116,21 @@ class FaultLog {
   std::vector<int> dups_;      // guarded by mutex_
 };
 
-class FaultTransport final : public server::Transport {
+class FaultTransport final : public h2loop::net::Transport {
  public:
-  FaultTransport(std::unique_ptr<server::Transport> inner, std::vector<FaultRule> rules,
+  FaultTransport(std::unique_ptr<h2loop::net::Transport> inner, std::vector<FaultRule> rules,
                  std::shared_ptr<FaultLog> log);
   ~FaultTransport() override;
 
-  [[nodiscard]] server::HandshakeStatus handshake() override;
-  [[nodiscard]] server::IoResult read(uint8_t* buf, size_t len) override;
-  [[nodiscard]] server::IoResult write(const uint8_t* buf, size_t len) override;
-  [[nodiscard]] server::IoResult writev(const struct iovec* iov, int iovcnt) override;
+  [[nodiscard]] h2loop::net::HandshakeStatus handshake() override;
+  [[nodiscard]] h2loop::net::IoResult read(uint8_t* buf, size_t len) override;
+  [[nodiscard]] h2loop::net::IoResult write(const uint8_t* buf, size_t len) override;
+  [[nodiscard]] h2loop::net::IoResult writev(const struct iovec* iov, int iovcnt) override;
 
-  [[nodiscard]] server::Interest pendingInterest() const override;
+  [[nodiscard]] h2loop::net::Interest pendingInterest() const override;
   [[nodiscard]] bool hasPendingInput() const override { return inner_->hasPendingInput(); }
   [[nodiscard]] size_t pendingOutput() const override { return inner_->pendingOutput(); }
-  [[nodiscard]] server::IoResult flushPendingOutput() override {
+  [[nodiscard]] h2loop::net::IoResult flushPendingOutput() override {
     return inner_->flushPendingOutput();
   }
   // Not passed on once the fd was closed behind the connection's back (the number may have been
@@ -139,7 +140,7 @@ class FaultTransport final : public server::Transport {
 
   [[nodiscard]] std::string_view alpnProtocol() const override { return inner_->alpnProtocol(); }
   [[nodiscard]] std::string_view failureReason() const override;
-  [[nodiscard]] server::IoStatus failureStatus() const override;
+  [[nodiscard]] h2loop::net::IoStatus failureStatus() const override;
   [[nodiscard]] bool isTls() const override { return inner_->isTls(); }
 
  private:
@@ -154,23 +155,23 @@ class FaultTransport final : public server::Transport {
   // The rule that applies to this call of `op` (nullptr: none); counts the call.
   const FaultRule* decide(FaultOp op);
   void closeFd(const FaultRule& rule);
-  void noteTerminal(server::IoStatus status);
+  void noteTerminal(h2loop::net::IoStatus status);
   void checkTerminal();
-  server::IoResult injectIo(FaultOp op, const FaultRule& rule);
-  server::IoResult afterRealWrite(server::IoResult r, size_t offered);
+  h2loop::net::IoResult injectIo(FaultOp op, const FaultRule& rule);
+  h2loop::net::IoResult afterRealWrite(h2loop::net::IoResult r, size_t offered);
 
-  std::unique_ptr<server::Transport> inner_;
+  std::unique_ptr<h2loop::net::Transport> inner_;
   std::vector<FaultRule> rules_;
   std::vector<RuleState> states_;
   std::shared_ptr<FaultLog> log_;
   std::array<uint64_t, kOps> calls_{};
   uint64_t read_bytes_ = 0;
   uint64_t written_bytes_ = 0;
-  std::array<server::Interest, kOps> injected_blocked_{};
+  std::array<h2loop::net::Interest, kOps> injected_blocked_{};
   size_t write_retry_min_ = 0;  // bytes offered to the last real write that blocked
   bool fd_closed_ = false;
   bool terminal_ = false;
-  server::IoStatus injected_failure_ = server::IoStatus::kOk;
+  h2loop::net::IoStatus injected_failure_ = h2loop::net::IoStatus::kOk;
   std::string injected_reason_;
 };
 

@@ -30,9 +30,9 @@
 #include "eventloop/loop.h"
 #include "leak/fault_transport.h"
 #include "leak/leak_test_util.h"
+#include "net/self_signed.h"
 #include "server/connection.h"
 #include "server/counters.h"
-#include "server/self_signed.h"
 #include "server/server.h"
 #include "server/worker.h"
 
@@ -50,8 +50,8 @@ namespace h2loop::test {
 namespace {
 
 using namespace std::chrono_literals;
+using h2loop::net::Interest;
 using server::CloseReason;
-using server::Interest;
 using server::Server;
 using server::ServerConfig;
 using Clock = std::chrono::steady_clock;
@@ -81,7 +81,7 @@ struct TestData {
     std::filesystem::create_directories(root);
     cert = dir / "cert.pem";
     key = dir / "key.pem";
-    server::generateSelfSigned(cert, key);
+    h2loop::net::generateSelfSigned(cert, key);
     small = patternBytes(1024, 1);
     big = patternBytes(1 << 20, 2);
     huge = patternBytes(10 << 20, 3);
@@ -194,7 +194,7 @@ Snapshot readWorker(server::Worker& w) {
   s.open_files_gauge = c.file_cache_open_files.get();
   for (size_t r = 0; r < kReasons; ++r)
     s.closed[r] = c.closed[r].get();
-  s.fds = countOpenFds();
+  s.fds = net::countOpenFds();
   return s;
 }
 
@@ -482,8 +482,9 @@ class FaultInjection : public LeakTest {
   void runFailingDownload(FaultRule rule, CloseReason expected, std::string_view detach) {
     std::vector<FaultRule> rules;
     if (rule.op == FaultOp::kHandshake) {
-      rules.push_back(
-          {.op = FaultOp::kHandshake, .action = FaultAction::kWouldBlock, .want = Interest::kRead});
+      rules.push_back({.op = FaultOp::kHandshake,
+                       .action = FaultAction::kWouldBlock,
+                       .want = net::Interest::kRead});
       rule.after_calls = 1;
     }
     rules.push_back(rule);
@@ -744,7 +745,7 @@ std::vector<FaultRule> stormRules(bool tls) {
     rules.push_back({.op = FaultOp::kHandshake,
                      .action = FaultAction::kWouldBlock,
                      .times = 2,
-                     .want = Interest::kWrite});
+                     .want = net::Interest::kWrite});
   }
   return rules;
 }
@@ -840,17 +841,17 @@ TEST_P(HandshakeFaults, HandshakeWantReadWantWriteInjectedStillServes) {
                             {.op = FaultOp::kHandshake,
                              .action = FaultAction::kWouldBlock,
                              .times = 2,
-                             .want = Interest::kWrite},
+                             .want = net::Interest::kWrite},
                             {.op = FaultOp::kHandshake,
                              .action = FaultAction::kWouldBlock,
                              .after_calls = 2,
                              .times = 3,
-                             .want = Interest::kRead},
+                             .want = net::Interest::kRead},
                             {.op = FaultOp::kHandshake,
                              .action = FaultAction::kWouldBlock,
                              .after_calls = 6,
                              .times = 2,
-                             .want = Interest::kWrite},
+                             .want = net::Interest::kWrite},
                         }});
   const Snapshot before = snapshot();
   H2Client client(clientConfig());

@@ -19,14 +19,14 @@
 #include <string_view>
 #include <vector>
 
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
 struct nghttp2_session;
 
 namespace h2loop::test {
 
 // The process's open descriptors, as /metrics reports them.
-using server::countOpenFds;
+using h2loop::net::countOpenFds;
 
 // Deterministic, position-dependent bytes (corruption and reordering show as a mismatch).
 std::string patternBytes(size_t n, uint32_t seed);

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "server/self_signed.h"
-#include "server/socket_util.h"
-#include "server/tls_context.h"
-#include "server/tls_transport.h"
+#include "net/self_signed.h"
+#include "net/socket_util.h"
+#include "net/tls_context.h"
+#include "net/tls_transport.h"
 #include "server/transport_test_util.h"
 
 namespace h2loop::server {
@@ -47,15 +47,15 @@ bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
-TlsOptions defaultOptions() {
-  TlsOptions o;
+net::TlsOptions defaultOptions() {
+  net::TlsOptions o;
   o.cert_file = testCerts().cert;
   o.key_file = testCerts().key;
   return o;
 }
 
-const TlsContext& defaultContext() {
-  static const TlsContext ctx(defaultOptions());
+const net::TlsContext& defaultContext() {
+  static const net::TlsContext ctx(defaultOptions());
   return ctx;
 }
 
@@ -68,19 +68,20 @@ std::string pattern(size_t offset, size_t n) {
 
 // A server transport and a client on one loopback connection, handshake not yet run.
 struct TlsPair {
-  explicit TlsPair(const TlsContext& ctx = defaultContext(), const ClientOptions& client_opts = {})
+  explicit TlsPair(const net::TlsContext& ctx = defaultContext(),
+                   const ClientOptions& client_opts = {})
       : tcp(makeTcpPair()), server(ctx, tcp.server.get()), client(tcp.client.get(), client_opts) {}
 
   // Runs the handshake to completion on both sides; fails the test otherwise.
   void establish() {
     HandshakeOutcome o = pumpHandshake(server, client);
     ASSERT_FALSE(o.timed_out);
-    ASSERT_EQ(o.server, HandshakeStatus::kDone) << server.failureReason();
+    ASSERT_EQ(o.server, net::HandshakeStatus::kDone) << server.failureReason();
     ASSERT_EQ(o.client, Step::kDone) << client.error();
   }
 
   TcpPair tcp;  // declared first: the fds outlive the transport and the client
-  TlsTransport server;
+  net::TlsTransport server;
   TestTlsClient client;
 };
 
@@ -139,7 +140,7 @@ TEST(SelfSigned, UnwritablePathThrowsNamingTheFile) {
   TempDir dir;
   const auto missing = dir.path() / "no-such-dir" / "key.pem";
   try {
-    generateSelfSigned(dir.path() / "cert.pem", missing);
+    net::generateSelfSigned(dir.path() / "cert.pem", missing);
     FAIL() << "expected an exception";
   } catch (const std::runtime_error& e) {
     EXPECT_TRUE(contains(e.what(), missing.string())) << e.what();
@@ -165,14 +166,14 @@ TEST(SelfSigned, ClientRejectsTheCertificateForAnotherHost) {
   ASSERT_FALSE(o.timed_out);
   EXPECT_EQ(o.client, Step::kFailed);
   EXPECT_TRUE(contains(p.client.error(), "certificate verify failed")) << p.client.error();
-  EXPECT_EQ(o.server, HandshakeStatus::kFailed);
+  EXPECT_EQ(o.server, net::HandshakeStatus::kFailed);
 }
 
 // ---- TlsContext start-up errors ---------------------------------------------------------------
 
-std::string contextError(const TlsOptions& o) {
+std::string contextError(const net::TlsOptions& o) {
   try {
-    TlsContext ctx(o);
+    net::TlsContext ctx(o);
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -180,7 +181,7 @@ std::string contextError(const TlsOptions& o) {
 }
 
 TEST(TlsContext, MissingCertificateThrowsNamingTheFile) {
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.cert_file = testCerts().dir / "missing-cert.pem";
   const std::string msg = contextError(o);
   ASSERT_FALSE(msg.empty()) << "expected an exception";
@@ -190,7 +191,7 @@ TEST(TlsContext, MissingCertificateThrowsNamingTheFile) {
 }
 
 TEST(TlsContext, MissingKeyThrowsNamingTheFile) {
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.key_file = testCerts().dir / "missing-key.pem";
   const std::string msg = contextError(o);
   ASSERT_FALSE(msg.empty()) << "expected an exception";
@@ -205,7 +206,7 @@ TEST(TlsContext, GarbageCertificateThrows) {
   ASSERT_NE(f, nullptr);
   std::fputs("this is not a certificate\n", f);
   std::fclose(f);
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.cert_file = bad;
   const std::string msg = contextError(o);
   ASSERT_FALSE(msg.empty()) << "expected an exception";
@@ -213,7 +214,7 @@ TEST(TlsContext, GarbageCertificateThrows) {
 }
 
 TEST(TlsContext, KeyNotMatchingCertificateThrows) {
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.key_file = testCerts().other_key;
   const std::string msg = contextError(o);
   ASSERT_FALSE(msg.empty()) << "expected an exception";
@@ -222,7 +223,7 @@ TEST(TlsContext, KeyNotMatchingCertificateThrows) {
 }
 
 TEST(TlsContext, InvalidCipherSettingsThrow) {
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.tls13_ciphersuites = "TLS_NOT_A_SUITE";
   EXPECT_TRUE(contains(contextError(o), "TLS_NOT_A_SUITE"));
   o = defaultOptions();
@@ -231,9 +232,9 @@ TEST(TlsContext, InvalidCipherSettingsThrow) {
 }
 
 TEST(TlsContext, ValidOptionsDoNotThrowAndContextIsMovable) {
-  TlsContext a(defaultOptions());
+  net::TlsContext a(defaultOptions());
   EXPECT_NE(a.get(), nullptr);
-  TlsContext b(std::move(a));
+  net::TlsContext b(std::move(a));
   EXPECT_NE(b.get(), nullptr);
   EXPECT_EQ(SSL_CTX_get_min_proto_version(b.get()), TLS1_2_VERSION);
   // A transport made from the moved-to context still negotiates (callback arguments survived).
@@ -252,15 +253,15 @@ TEST(TlsTransport, HandshakeNegotiatesH2AndDataFlowsBothWays) {
   EXPECT_EQ(p.server.alpnProtocol(), "h2");
   EXPECT_EQ(p.client.alpn(), "h2");
   EXPECT_EQ(p.server.protocolVersion(), "TLSv1.3");
-  EXPECT_EQ(p.server.handshake(), HandshakeStatus::kDone) << "idempotent once done";
+  EXPECT_EQ(p.server.handshake(), net::HandshakeStatus::kDone) << "idempotent once done";
   EXPECT_TRUE(p.server.failureReason().empty());
 
   ASSERT_TRUE(p.client.writeAll("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
   EXPECT_EQ(readExactlyFrom(p.server, 24), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
   const std::string reply = "server says hi";
-  IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
-  EXPECT_EQ(w.status, IoStatus::kOk);
+  net::IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
+  EXPECT_EQ(w.status, net::IoStatus::kOk);
   EXPECT_EQ(w.bytes, reply.size());
   EXPECT_EQ(p.client.readExactly(reply.size()), reply);
 }
@@ -280,9 +281,9 @@ TEST(TlsTransport, Tls13CiphersuitesAreConfigurable) {
     // OpenSSL's default server preference picks AES-256 first.
     EXPECT_EQ(p.server.cipherName(), "TLS_AES_256_GCM_SHA384");
   }
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.tls13_ciphersuites = "TLS_AES_128_GCM_SHA256";
-  TlsContext ctx(o);
+  net::TlsContext ctx(o);
   TlsPair p(ctx);
   p.establish();
   EXPECT_EQ(p.server.cipherName(), "TLS_AES_128_GCM_SHA256");
@@ -307,8 +308,8 @@ TEST(TlsTransport, Tls12ClientWithOnlyBlockListedCiphersIsRefused) {
   TlsPair p(defaultContext(), opts);
   HandshakeOutcome o = pumpHandshake(p.server, p.client);
   ASSERT_FALSE(o.timed_out);
-  EXPECT_EQ(o.server, HandshakeStatus::kFailed);
-  EXPECT_EQ(p.server.failureStatus(), IoStatus::kError);
+  EXPECT_EQ(o.server, net::HandshakeStatus::kFailed);
+  EXPECT_EQ(p.server.failureStatus(), net::IoStatus::kError);
   EXPECT_TRUE(contains(p.server.failureReason(), "no shared cipher")) << p.server.failureReason();
   EXPECT_EQ(o.client, Step::kFailed);
 }
@@ -319,13 +320,13 @@ TEST(TlsTransport, ClientOfferingOnlyHttp11FailsWithAlpnReasonAndAlert) {
   TlsPair p(defaultContext(), opts);
   HandshakeOutcome o = pumpHandshake(p.server, p.client);
   ASSERT_FALSE(o.timed_out) << "the client must see a failure, not a hang";
-  EXPECT_EQ(o.server, HandshakeStatus::kFailed);
-  EXPECT_EQ(p.server.failureStatus(), IoStatus::kError);
+  EXPECT_EQ(o.server, net::HandshakeStatus::kFailed);
+  EXPECT_EQ(p.server.failureStatus(), net::IoStatus::kError);
   EXPECT_TRUE(contains(p.server.failureReason(), "ALPN")) << p.server.failureReason();
   EXPECT_TRUE(contains(p.server.failureReason(), "http/1.1")) << p.server.failureReason();
   EXPECT_EQ(o.client, Step::kFailed);
   EXPECT_TRUE(contains(p.client.error(), "no application protocol")) << p.client.error();
-  EXPECT_EQ(p.server.handshake(), HandshakeStatus::kFailed) << "failure is sticky";
+  EXPECT_EQ(p.server.handshake(), net::HandshakeStatus::kFailed) << "failure is sticky";
 }
 
 TEST(TlsTransport, ClientWithoutAlpnFailsWithAlpnReasonAndAlert) {
@@ -334,16 +335,16 @@ TEST(TlsTransport, ClientWithoutAlpnFailsWithAlpnReasonAndAlert) {
   TlsPair p(defaultContext(), opts);
   HandshakeOutcome o = pumpHandshake(p.server, p.client);
   ASSERT_FALSE(o.timed_out);
-  EXPECT_EQ(o.server, HandshakeStatus::kFailed);
+  EXPECT_EQ(o.server, net::HandshakeStatus::kFailed);
   EXPECT_TRUE(contains(p.server.failureReason(), "no ALPN")) << p.server.failureReason();
   EXPECT_EQ(o.client, Step::kFailed);
   EXPECT_TRUE(contains(p.client.error(), "no application protocol")) << p.client.error();
 }
 
 TEST(TlsTransport, ClientWithoutAlpnIsServedWhenAllowed) {
-  TlsOptions o = defaultOptions();
+  net::TlsOptions o = defaultOptions();
   o.allow_missing_alpn = true;
-  TlsContext ctx(o);
+  net::TlsContext ctx(o);
   ClientOptions opts;
   opts.alpn = {};
   TlsPair p(ctx, opts);
@@ -355,16 +356,16 @@ TEST(TlsTransport, ClientWithoutAlpnIsServedWhenAllowed) {
   TlsPair q(ctx, http11);
   HandshakeOutcome out = pumpHandshake(q.server, q.client);
   ASSERT_FALSE(out.timed_out);
-  EXPECT_EQ(out.server, HandshakeStatus::kFailed);
+  EXPECT_EQ(out.server, net::HandshakeStatus::kFailed);
 }
 
 TEST(TlsTransport, GarbageInsteadOfClientHelloFails) {
   TcpPair tcp = makeTcpPair();
   ASSERT_GE(tcp.server.get(), 0);
-  TlsTransport server(defaultContext(), tcp.server.get());
+  net::TlsTransport server(defaultContext(), tcp.server.get());
   ASSERT_TRUE(sendAll(tcp.client.get(), "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
-  EXPECT_EQ(serverHandshake(server), HandshakeStatus::kFailed);
-  EXPECT_EQ(server.failureStatus(), IoStatus::kError);
+  EXPECT_EQ(serverHandshake(server), net::HandshakeStatus::kFailed);
+  EXPECT_EQ(server.failureStatus(), net::IoStatus::kError);
   const std::string reason(server.failureReason());
   EXPECT_EQ(reason.rfind("TLS handshake: tls: ", 0), 0u) << reason;
   EXPECT_TRUE(contains(reason, "http request") || contains(reason, "wrong version number"))
@@ -380,8 +381,8 @@ TEST(TlsTransport, Tls11OnlyClientIsRefused) {
   TlsPair p(defaultContext(), opts);
   HandshakeOutcome o = pumpHandshake(p.server, p.client);
   ASSERT_FALSE(o.timed_out);
-  EXPECT_EQ(o.server, HandshakeStatus::kFailed);
-  EXPECT_EQ(p.server.failureStatus(), IoStatus::kError);
+  EXPECT_EQ(o.server, net::HandshakeStatus::kFailed);
+  EXPECT_EQ(p.server.failureStatus(), net::IoStatus::kError);
   EXPECT_TRUE(contains(p.server.failureReason(), "unsupported protocol"))
       << p.server.failureReason();
   EXPECT_EQ(o.client, Step::kFailed);
@@ -392,14 +393,14 @@ TEST(TlsTransport, Tls11OnlyClientIsRefused) {
 TEST(TlsTransport, ResetBeforeClientHelloFailsHandshakeAsReset) {
   TcpPair tcp = makeTcpPair();
   ASSERT_GE(tcp.server.get(), 0);
-  TlsTransport server(defaultContext(), tcp.server.get());
-  EXPECT_EQ(server.handshake(), HandshakeStatus::kWantRead);
-  EXPECT_EQ(server.pendingInterest(), Interest::kRead);
+  net::TlsTransport server(defaultContext(), tcp.server.get());
+  EXPECT_EQ(server.handshake(), net::HandshakeStatus::kWantRead);
+  EXPECT_EQ(server.pendingInterest(), net::Interest::kRead);
   resetAndClose(tcp.client);
-  EXPECT_EQ(serverHandshake(server), HandshakeStatus::kFailed);
-  EXPECT_EQ(server.failureStatus(), IoStatus::kReset);
+  EXPECT_EQ(serverHandshake(server), net::HandshakeStatus::kFailed);
+  EXPECT_EQ(server.failureStatus(), net::IoStatus::kReset);
   EXPECT_TRUE(contains(server.failureReason(), "reset")) << server.failureReason();
-  EXPECT_EQ(server.pendingInterest(), Interest::kNone);
+  EXPECT_EQ(server.pendingInterest(), net::Interest::kNone);
   server.shutdownWrite();  // must not attempt SSL_shutdown; must not crash
 }
 
@@ -408,11 +409,11 @@ TEST(TlsTransport, ResetMidHandshakeFailsHandshakeAsReset) {
   // Client sends its ClientHello; the server answers with its first flight.
   ASSERT_EQ(p.client.handshakeStep(), Step::kWantRead);
   ASSERT_TRUE(waitFd(p.server.fd(), POLLIN));
-  ASSERT_EQ(p.server.handshake(), HandshakeStatus::kWantRead);
+  ASSERT_EQ(p.server.handshake(), net::HandshakeStatus::kWantRead);
   ASSERT_TRUE(waitFd(p.client.fd(), POLLIN)) << "server flight should have arrived";
   resetAndClose(p.tcp.client);
-  EXPECT_EQ(serverHandshake(p.server), HandshakeStatus::kFailed);
-  EXPECT_EQ(p.server.failureStatus(), IoStatus::kReset) << p.server.failureReason();
+  EXPECT_EQ(serverHandshake(p.server), net::HandshakeStatus::kFailed);
+  EXPECT_EQ(p.server.failureStatus(), net::IoStatus::kReset) << p.server.failureReason();
   EXPECT_TRUE(contains(p.server.failureReason(), "TLS handshake")) << p.server.failureReason();
 }
 
@@ -420,8 +421,8 @@ TEST(TlsTransport, FinMidHandshakeFailsHandshakeAsEof) {
   TlsPair p;
   ASSERT_EQ(p.client.handshakeStep(), Step::kWantRead);
   ASSERT_EQ(::shutdown(p.tcp.client.get(), SHUT_WR), 0);
-  EXPECT_EQ(serverHandshake(p.server), HandshakeStatus::kFailed);
-  EXPECT_EQ(p.server.failureStatus(), IoStatus::kEof) << p.server.failureReason();
+  EXPECT_EQ(serverHandshake(p.server), net::HandshakeStatus::kFailed);
+  EXPECT_EQ(p.server.failureStatus(), net::IoStatus::kEof) << p.server.failureReason();
 }
 
 TEST(TlsTransport, ResetAfterHandshakeIsResetOnReadAndWrite) {
@@ -430,15 +431,16 @@ TEST(TlsTransport, ResetAfterHandshakeIsResetOnReadAndWrite) {
   resetAndClose(p.tcp.client);
   ASSERT_TRUE(waitFd(p.server.fd(), POLLIN));
   uint8_t buf[256];
-  IoResult r = p.server.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kReset) << toString(r.status) << " " << p.server.failureReason();
+  net::IoResult r = p.server.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kReset)
+      << toString(r.status) << " " << p.server.failureReason();
   EXPECT_EQ(r.err, ECONNRESET);
   EXPECT_TRUE(contains(p.server.failureReason(), "reset")) << p.server.failureReason();
   // Writing to the dead peer: kReset too, and no SIGPIPE (default disposition would kill us).
   const std::string data(100, 'x');
-  IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
-  EXPECT_NE(w.status, IoStatus::kOk);
-  EXPECT_NE(w.status, IoStatus::kWouldBlock);
+  net::IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  EXPECT_NE(w.status, net::IoStatus::kOk);
+  EXPECT_NE(w.status, net::IoStatus::kWouldBlock);
   p.server.shutdownWrite();
 }
 
@@ -448,18 +450,19 @@ TEST(TlsTransport, ResetWhileServerIsBlockedWritingIsReset) {
   int small = 4096;
   ASSERT_EQ(::setsockopt(p.server.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
   const std::string chunk = pattern(0, 16384);
-  IoResult w{IoStatus::kOk, 0, 0};
-  for (int i = 0; i < 100000 && w.status == IoStatus::kOk; ++i) {
+  net::IoResult w{net::IoStatus::kOk, 0, 0};
+  for (int i = 0; i < 100000 && w.status == net::IoStatus::kOk; ++i) {
     w = p.server.write(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size());
   }
-  ASSERT_EQ(w.status, IoStatus::kWouldBlock);
-  EXPECT_EQ(w.want, Interest::kWrite);
-  EXPECT_EQ(p.server.pendingInterest(), Interest::kWrite);
+  ASSERT_EQ(w.status, net::IoStatus::kWouldBlock);
+  EXPECT_EQ(w.want, net::Interest::kWrite);
+  EXPECT_EQ(p.server.pendingInterest(), net::Interest::kWrite);
   resetAndClose(p.tcp.client);  // mid-response: the client vanishes
   ASSERT_TRUE(waitFd(p.server.fd(), POLLOUT));
   // The retry of the blocked write sees the reset; it must not report would-block again.
   w = p.server.write(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size());
-  EXPECT_EQ(w.status, IoStatus::kReset) << toString(w.status) << " " << p.server.failureReason();
+  EXPECT_EQ(w.status, net::IoStatus::kReset)
+      << toString(w.status) << " " << p.server.failureReason();
   EXPECT_TRUE(w.err == ECONNRESET || w.err == EPIPE) << w.err;
 }
 
@@ -471,8 +474,8 @@ TEST(TlsTransport, CloseNotifyIsEofAndShutdownWriteAnswersIt) {
   ASSERT_GE(SSL_shutdown(p.client.ssl()), 0);  // sends close_notify
   EXPECT_EQ(readExactlyFrom(p.server, 3), "bye");
   uint8_t buf[16];
-  IoResult r = readWhenReady(p.server, buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kEof) << toString(r.status) << " " << p.server.failureReason();
+  net::IoResult r = readWhenReady(p.server, buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kEof) << toString(r.status) << " " << p.server.failureReason();
   EXPECT_TRUE(contains(p.server.failureReason(), "close_notify"));
 
   p.server.shutdownWrite();
@@ -489,8 +492,8 @@ TEST(TlsTransport, FinWithoutCloseNotifyIsEof) {
   p.establish();
   ASSERT_EQ(::shutdown(p.tcp.client.get(), SHUT_WR), 0);
   uint8_t buf[16];
-  IoResult r = readWhenReady(p.server, buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kEof) << toString(r.status) << " " << p.server.failureReason();
+  net::IoResult r = readWhenReady(p.server, buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kEof) << toString(r.status) << " " << p.server.failureReason();
   EXPECT_TRUE(contains(p.server.failureReason(), "without close_notify"))
       << p.server.failureReason();
 }
@@ -501,10 +504,10 @@ TEST(TlsTransport, ReadWithoutDataWouldBlockWantingRead) {
   TlsPair p;
   p.establish();
   uint8_t buf[16];
-  IoResult r = p.server.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kWouldBlock);
-  EXPECT_EQ(r.want, Interest::kRead);
-  EXPECT_EQ(p.server.pendingInterest(), Interest::kRead);
+  net::IoResult r = p.server.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kWouldBlock);
+  EXPECT_EQ(r.want, net::Interest::kRead);
+  EXPECT_EQ(p.server.pendingInterest(), net::Interest::kRead);
 }
 
 TEST(TlsTransport, StaleErrorOnTheThreadQueueDoesNotBreakRead) {
@@ -513,8 +516,8 @@ TEST(TlsTransport, StaleErrorOnTheThreadQueueDoesNotBreakRead) {
   // Another connection on this thread left an error behind.
   ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
   uint8_t buf[16];
-  IoResult r = p.server.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kWouldBlock)
+  net::IoResult r = p.server.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kWouldBlock)
       << toString(r.status) << " " << p.server.failureReason();
   ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
   ASSERT_TRUE(p.client.writeAll("ok"));
@@ -532,15 +535,15 @@ TEST(TlsTransport, DecryptedBytesLeftInsideAreReportedAsPendingInput) {
   EXPECT_FALSE(p.server.hasPendingInput());
 
   uint8_t small[10];
-  IoResult r = readWhenReady(p.server, small, sizeof small);
-  ASSERT_EQ(r.status, IoStatus::kOk);
+  net::IoResult r = readWhenReady(p.server, small, sizeof small);
+  ASSERT_EQ(r.status, net::IoStatus::kOk);
   ASSERT_EQ(r.bytes, sizeof small);
   // 90 bytes of the first record are decrypted and buffered in the SSL object: no readiness
   // event will announce them, so the transport must.
   EXPECT_TRUE(p.server.hasPendingInput());
   uint8_t rest[90];
   r = p.server.read(rest, sizeof rest);
-  ASSERT_EQ(r.status, IoStatus::kOk);
+  ASSERT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, sizeof rest);
   EXPECT_EQ(std::string(reinterpret_cast<char*>(rest), sizeof rest), std::string(90, 'A'));
   EXPECT_FALSE(p.server.hasPendingInput());
@@ -561,12 +564,12 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
   int would_blocks = 0;
   bool saw_partial = false;
   auto writeOnce = [&] {
-    IoResult w = p.server.write(pending.data(), pending.size());
-    if (w.status == IoStatus::kOk) {
+    net::IoResult w = p.server.write(pending.data(), pending.size());
+    if (w.status == net::IoStatus::kOk) {
       if (w.bytes < pending.size()) saw_partial = true;
       pending = std::vector<uint8_t>(pending.begin() + static_cast<long>(w.bytes), pending.end());
     } else {
-      EXPECT_EQ(w.status, IoStatus::kWouldBlock) << p.server.failureReason();
+      EXPECT_EQ(w.status, net::IoStatus::kWouldBlock) << p.server.failureReason();
       ++would_blocks;
       pending = std::vector<uint8_t>(pending.begin(), pending.end());  // move it
     }
@@ -576,18 +579,18 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
   // would-block with encrypted records left pending (in the transport: OpenSSL never sees the
   // socket block after the handshake).
   for (int i = 0; i < 10000; ++i) {
-    if (writeOnce() != IoStatus::kOk) break;
+    if (writeOnce() != net::IoStatus::kOk) break;
   }
   ASSERT_EQ(would_blocks, 1) << "the socket buffer never filled";
   int rounds = 0;
   while ((!pending.empty() || received.size() < source.size()) && rounds++ < 100000) {
     if (!pending.empty()) {
-      const IoStatus st = writeOnce();
-      if (st != IoStatus::kOk && st != IoStatus::kWouldBlock) break;
+      const net::IoStatus st = writeOnce();
+      if (st != net::IoStatus::kOk && st != net::IoStatus::kWouldBlock) break;
     } else if (p.server.pendingOutput() > 0) {
       // Ciphertext of bytes write() already took, which the socket had no room for.
-      const IoStatus st = p.server.flushPendingOutput().status;
-      if (st != IoStatus::kOk && st != IoStatus::kWouldBlock) break;
+      const net::IoStatus st = p.server.flushPendingOutput().status;
+      if (st != net::IoStatus::kOk && st != net::IoStatus::kWouldBlock) break;
     }
     // The client drains whatever has arrived, without blocking.
     for (;;) {
@@ -601,7 +604,7 @@ TEST(TlsTransport, PartialWritesRetriedFromAMovedBufferDeliverEveryByteInOrder) 
       }
       received.append(buf, got);
     }
-    if (p.server.pendingInterest() != Interest::kNone && received.size() < source.size()) {
+    if (p.server.pendingInterest() != net::Interest::kNone && received.size() < source.size()) {
       pollfd fds[2] = {{p.server.fd(), pollEvents(p.server.pendingInterest()), 0},
                        {p.client.fd(), POLLIN, 0}};
       ASSERT_GT(::poll(fds, 2, transport_testing::kWaitMs), 0) << "stalled";
@@ -617,8 +620,9 @@ TEST(TlsTransport, OneWriteTakesAFlightOfRecords) {
   TlsPair p;
   p.establish();
   const std::string source = pattern(0, 256 * 1024);
-  const IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(source.data()), source.size());
-  ASSERT_EQ(w.status, IoStatus::kOk) << p.server.failureReason();
+  const net::IoResult w =
+      p.server.write(reinterpret_cast<const uint8_t*>(source.data()), source.size());
+  ASSERT_EQ(w.status, net::IoStatus::kOk) << p.server.failureReason();
   EXPECT_EQ(w.bytes, 4u * 16384) << "four full records per call";
   EXPECT_EQ(p.server.pendingOutput(), 0u) << "an empty socket takes the whole flight";
   std::string received;
@@ -643,15 +647,15 @@ TEST(TlsTransport, KeyUpdateWhileOutputIsPendingKeepsTheStreamInOrder) {
   const std::string source = pattern(0, 4 * 1024 * 1024);
   size_t written = 0;
   while (p.server.pendingOutput() == 0 && written < source.size()) {
-    const IoResult w = p.server.write(reinterpret_cast<const uint8_t*>(source.data()) + written,
-                                      source.size() - written);
-    ASSERT_EQ(w.status, IoStatus::kOk) << p.server.failureReason();
+    const net::IoResult w = p.server.write(
+        reinterpret_cast<const uint8_t*>(source.data()) + written, source.size() - written);
+    ASSERT_EQ(w.status, net::IoStatus::kOk) << p.server.failureReason();
     written += w.bytes;
   }
   ASSERT_GT(p.server.pendingOutput(), 0u) << "the socket never filled";
-  EXPECT_TRUE(hasInterest(p.server.pendingInterest(), Interest::kWrite));
-  const IoResult blocked = p.server.write(reinterpret_cast<const uint8_t*>(source.data()), 1);
-  EXPECT_EQ(blocked.status, IoStatus::kWouldBlock) << "nothing new while output is pending";
+  EXPECT_TRUE(net::hasInterest(p.server.pendingInterest(), net::Interest::kWrite));
+  const net::IoResult blocked = p.server.write(reinterpret_cast<const uint8_t*>(source.data()), 1);
+  EXPECT_EQ(blocked.status, net::IoStatus::kWouldBlock) << "nothing new while output is pending";
 
   // The client asks for a key update; the server reads it (its answer goes out later).
   ASSERT_EQ(SSL_key_update(p.client.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
@@ -663,8 +667,8 @@ TEST(TlsTransport, KeyUpdateWhileOutputIsPendingKeepsTheStreamInOrder) {
   // Drain: every byte arrives, in order, and the connection still works both ways.
   std::string received;
   for (int rounds = 0; received.size() < written && rounds < 100000; ++rounds) {
-    const IoResult f = p.server.flushPendingOutput();
-    ASSERT_TRUE(f.status == IoStatus::kOk || f.status == IoStatus::kWouldBlock)
+    const net::IoResult f = p.server.flushPendingOutput();
+    ASSERT_TRUE(f.status == net::IoStatus::kOk || f.status == net::IoStatus::kWouldBlock)
         << p.server.failureReason();
     char buf[65536];
     size_t got = 0;
@@ -682,14 +686,15 @@ TEST(TlsTransport, KeyUpdateWhileOutputIsPendingKeepsTheStreamInOrder) {
   ASSERT_EQ(received.size(), written);
   EXPECT_TRUE(received == source.substr(0, written));
   EXPECT_EQ(p.server.pendingOutput(), 0u);
-  const IoResult after = p.server.write(reinterpret_cast<const uint8_t*>("after"), 5);
-  ASSERT_EQ(after.status, IoStatus::kOk);
+  const net::IoResult after = p.server.write(reinterpret_cast<const uint8_t*>("after"), 5);
+  ASSERT_EQ(after.status, net::IoStatus::kOk);
   EXPECT_EQ(after.bytes, 5u);
   // The small send buffer may still hold the last segments: flush as a connection would.
   while (p.server.pendingOutput() > 0) {
     ASSERT_TRUE(transport_testing::waitFd(p.server.fd(), POLLOUT));
-    const IoStatus st = p.server.flushPendingOutput().status;
-    ASSERT_TRUE(st == IoStatus::kOk || st == IoStatus::kWouldBlock) << p.server.failureReason();
+    const net::IoStatus st = p.server.flushPendingOutput().status;
+    ASSERT_TRUE(st == net::IoStatus::kOk || st == net::IoStatus::kWouldBlock)
+        << p.server.failureReason();
   }
   EXPECT_EQ(p.client.readExactly(5), "after") << p.client.error();
   ASSERT_EQ(SSL_write_ex(p.client.ssl(), "pong", 4, &n), 1);
@@ -703,8 +708,8 @@ TEST(TlsTransport, WritevCoalescesSmallBuffersAndPassesLargeOnes) {
   std::string b;
   std::string c = "body";
   iovec iov[3] = {{a.data(), a.size()}, {b.data(), 0}, {c.data(), c.size()}};
-  IoResult r = p.server.writev(iov, 3);
-  EXPECT_EQ(r.status, IoStatus::kOk);
+  net::IoResult r = p.server.writev(iov, 3);
+  EXPECT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, a.size() + c.size());
   EXPECT_EQ(p.client.readExactly(a.size() + c.size()), a + c);
 
@@ -713,7 +718,7 @@ TEST(TlsTransport, WritevCoalescesSmallBuffersAndPassesLargeOnes) {
   std::string big2 = pattern(10000, 10000);
   iovec iov2[2] = {{big1.data(), big1.size()}, {big2.data(), big2.size()}};
   r = p.server.writev(iov2, 2);
-  ASSERT_EQ(r.status, IoStatus::kOk);
+  ASSERT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, 16384u);
   EXPECT_EQ(p.client.readExactly(16384), pattern(0, 16384));
   p.server.releaseIdleBuffers();

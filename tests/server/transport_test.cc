@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "server/plain_transport.h"
-#include "server/socket_util.h"
+#include "net/plain_transport.h"
+#include "net/socket_util.h"
 #include "server/transport_test_util.h"
 
 namespace h2loop::server {
@@ -38,21 +38,21 @@ std::string pattern(size_t offset, size_t n) {
 TEST(PlainTransport, HandshakeIsImmediateAndDataFlowsBothWays) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
-  EXPECT_EQ(t.handshake(), HandshakeStatus::kDone);
+  net::PlainTransport t(pair.server.get());
+  EXPECT_EQ(t.handshake(), net::HandshakeStatus::kDone);
   EXPECT_FALSE(t.isTls());
   EXPECT_TRUE(t.alpnProtocol().empty());
   EXPECT_EQ(t.fd(), pair.server.get());
 
   const std::string out = "hello from server";
-  IoResult w = t.write(reinterpret_cast<const uint8_t*>(out.data()), out.size());
-  EXPECT_EQ(w.status, IoStatus::kOk);
+  net::IoResult w = t.write(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+  EXPECT_EQ(w.status, net::IoStatus::kOk);
   EXPECT_EQ(w.bytes, out.size());
   EXPECT_EQ(recvExactly(pair.client.get(), out.size()), out);
 
   ASSERT_TRUE(sendAll(pair.client.get(), "hello from client"));
   EXPECT_EQ(readExactlyFrom(t, 17), "hello from client");
-  EXPECT_EQ(t.pendingInterest(), Interest::kNone);
+  EXPECT_EQ(t.pendingInterest(), net::Interest::kNone);
   EXPECT_FALSE(t.hasPendingInput());
   EXPECT_TRUE(t.failureReason().empty());
 }
@@ -60,28 +60,28 @@ TEST(PlainTransport, HandshakeIsImmediateAndDataFlowsBothWays) {
 TEST(PlainTransport, ReadWithoutDataWouldBlockWantingRead) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   uint8_t buf[16];
-  IoResult r = t.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kWouldBlock);
+  net::IoResult r = t.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kWouldBlock);
   EXPECT_EQ(r.bytes, 0u);
-  EXPECT_EQ(r.want, Interest::kRead);
-  EXPECT_EQ(t.pendingInterest(), Interest::kRead);
+  EXPECT_EQ(r.want, net::Interest::kRead);
+  EXPECT_EQ(t.pendingInterest(), net::Interest::kRead);
 
   ASSERT_TRUE(sendAll(pair.client.get(), "x"));
   r = readWhenReady(t, buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kOk);
+  EXPECT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, 1u);
-  EXPECT_EQ(t.pendingInterest(), Interest::kNone);
+  EXPECT_EQ(t.pendingInterest(), net::Interest::kNone);
 }
 
 TEST(PlainTransport, ZeroLengthReadIsNotEof) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   uint8_t buf[1];
-  IoResult r = t.read(buf, 0);
-  EXPECT_EQ(r.status, IoStatus::kOk);
+  net::IoResult r = t.read(buf, 0);
+  EXPECT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, 0u);
 }
 
@@ -90,22 +90,22 @@ TEST(PlainTransport, PartialWritesUntilWouldBlockThenAllBytesArriveInOrder) {
   ASSERT_GE(pair.server.get(), 0);
   int small = 4096;
   ASSERT_EQ(::setsockopt(pair.server.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
 
   constexpr size_t kChunk = 64 * 1024;
   const std::string source = pattern(0, 4 * 1024 * 1024);
   size_t total = 0;
   bool saw_short_write = false;
-  IoResult last{IoStatus::kOk, 0, 0};
+  net::IoResult last{net::IoStatus::kOk, 0, 0};
   for (int i = 0; i < 10000 && total + kChunk <= source.size(); ++i) {
     last = t.write(reinterpret_cast<const uint8_t*>(source.data() + total), kChunk);
-    if (last.status != IoStatus::kOk) break;
+    if (last.status != net::IoStatus::kOk) break;
     if (last.bytes < kChunk) saw_short_write = true;
     total += last.bytes;
   }
-  ASSERT_EQ(last.status, IoStatus::kWouldBlock) << "the socket buffer never filled";
-  EXPECT_EQ(last.want, Interest::kWrite);
-  EXPECT_EQ(t.pendingInterest(), Interest::kWrite);
+  ASSERT_EQ(last.status, net::IoStatus::kWouldBlock) << "the socket buffer never filled";
+  EXPECT_EQ(last.want, net::Interest::kWrite);
+  EXPECT_EQ(t.pendingInterest(), net::Interest::kWrite);
   EXPECT_TRUE(saw_short_write) << "a 64 KiB write into a 4 KiB buffer should be partial";
   EXPECT_GT(total, 0u);
   EXPECT_LT(total, source.size()) << "the socket buffers should bound what is accepted";
@@ -116,21 +116,21 @@ TEST(PlainTransport, PartialWritesUntilWouldBlockThenAllBytesArriveInOrder) {
   EXPECT_TRUE(received == source.substr(0, total)) << "bytes arrived altered or out of order";
   ASSERT_TRUE(waitFd(pair.server.get(), POLLOUT));
   const std::string more = pattern(total, 10);
-  IoResult again = t.write(reinterpret_cast<const uint8_t*>(more.data()), more.size());
-  EXPECT_EQ(again.status, IoStatus::kOk);
-  EXPECT_EQ(t.pendingInterest(), Interest::kNone);
+  net::IoResult again = t.write(reinterpret_cast<const uint8_t*>(more.data()), more.size());
+  EXPECT_EQ(again.status, net::IoStatus::kOk);
+  EXPECT_EQ(t.pendingInterest(), net::Interest::kNone);
 }
 
 TEST(PlainTransport, WritevGathersBuffersInOrder) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   std::string a = "frame-header|";
   std::string b;  // empty buffers are allowed
   std::string c = "payload";
   iovec iov[3] = {{a.data(), a.size()}, {b.data(), 0}, {c.data(), c.size()}};
-  IoResult r = t.writev(iov, 3);
-  EXPECT_EQ(r.status, IoStatus::kOk);
+  net::IoResult r = t.writev(iov, 3);
+  EXPECT_EQ(r.status, net::IoStatus::kOk);
   EXPECT_EQ(r.bytes, a.size() + c.size());
   EXPECT_EQ(recvExactly(pair.client.get(), a.size() + c.size()), a + c);
 }
@@ -138,12 +138,12 @@ TEST(PlainTransport, WritevGathersBuffersInOrder) {
 TEST(PlainTransport, PeerResetIsResetNotWouldBlock) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   resetAndClose(pair.client);
   ASSERT_TRUE(waitFd(pair.server.get(), POLLIN));
   uint8_t buf[64];
-  IoResult r = t.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kReset) << toString(r.status);
+  net::IoResult r = t.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kReset) << toString(r.status);
   EXPECT_EQ(r.err, ECONNRESET);
   EXPECT_NE(t.failureReason().find("reset"), std::string_view::npos) << t.failureReason();
 }
@@ -151,57 +151,57 @@ TEST(PlainTransport, PeerResetIsResetNotWouldBlock) {
 TEST(PlainTransport, PeerClosingWithUnreadDataResetsMidResponse) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   // The server has sent part of a response the client never reads; a close() with unread data
   // sends RST (RFC 2525), the "client went away mid-response" case.
   const std::string body = pattern(0, 1000);
   ASSERT_EQ(t.write(reinterpret_cast<const uint8_t*>(body.data()), body.size()).status,
-            IoStatus::kOk);
+            net::IoStatus::kOk);
   ASSERT_TRUE(waitFd(pair.client.get(), POLLIN));
   pair.client.reset();
   ASSERT_TRUE(waitFd(pair.server.get(), POLLIN));
   uint8_t buf[64];
-  IoResult r = t.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kReset) << toString(r.status);
+  net::IoResult r = t.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kReset) << toString(r.status);
 }
 
 TEST(PlainTransport, WriteToResetPeerIsResetWithoutSigpipe) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   resetAndClose(pair.client);
   ASSERT_TRUE(waitFd(pair.server.get(), POLLIN));
   const std::string data(100, 'x');
   // Default SIGPIPE disposition: without MSG_NOSIGNAL this would kill the test binary.
   // The first send reports the pending ECONNRESET, later ones EPIPE (the SIGPIPE case).
-  IoResult w1 = t.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
-  EXPECT_EQ(w1.status, IoStatus::kReset) << toString(w1.status);
-  IoResult w2 = t.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
-  EXPECT_EQ(w2.status, IoStatus::kReset) << toString(w2.status);
+  net::IoResult w1 = t.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  EXPECT_EQ(w1.status, net::IoStatus::kReset) << toString(w1.status);
+  net::IoResult w2 = t.write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  EXPECT_EQ(w2.status, net::IoStatus::kReset) << toString(w2.status);
   EXPECT_EQ(w2.err, EPIPE);
   iovec iov{const_cast<char*>(data.data()), data.size()};
-  IoResult w3 = t.writev(&iov, 1);
-  EXPECT_EQ(w3.status, IoStatus::kReset) << toString(w3.status);
+  net::IoResult w3 = t.writev(&iov, 1);
+  EXPECT_EQ(w3.status, net::IoStatus::kReset) << toString(w3.status);
   EXPECT_EQ(w3.err, EPIPE);
 }
 
 TEST(PlainTransport, PeerFinIsEof) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   ASSERT_TRUE(sendAll(pair.client.get(), "last words"));
   ASSERT_EQ(::shutdown(pair.client.get(), SHUT_WR), 0);
   EXPECT_EQ(readExactlyFrom(t, 10), "last words");
   uint8_t buf[16];
-  IoResult r = readWhenReady(t, buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kEof) << toString(r.status);
+  net::IoResult r = readWhenReady(t, buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kEof) << toString(r.status);
   EXPECT_EQ(r.bytes, 0u);
 }
 
 TEST(PlainTransport, ShutdownWriteSendsFinAndIsIdempotent) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
-  PlainTransport t(pair.server.get());
+  net::PlainTransport t(pair.server.get());
   t.shutdownWrite();
   t.shutdownWrite();
   ASSERT_TRUE(waitFd(pair.client.get(), POLLIN));
@@ -213,31 +213,31 @@ TEST(PlainTransport, ShutdownWriteSendsFinAndIsIdempotent) {
 }
 
 TEST(PlainTransport, BadFdIsErrorNotWouldBlock) {
-  PlainTransport t(-1);
+  net::PlainTransport t(-1);
   uint8_t buf[8] = {};
-  IoResult r = t.read(buf, sizeof buf);
-  EXPECT_EQ(r.status, IoStatus::kError);
+  net::IoResult r = t.read(buf, sizeof buf);
+  EXPECT_EQ(r.status, net::IoStatus::kError);
   EXPECT_EQ(r.err, EBADF);
-  IoResult w = t.write(buf, sizeof buf);
-  EXPECT_EQ(w.status, IoStatus::kError);
+  net::IoResult w = t.write(buf, sizeof buf);
+  EXPECT_EQ(w.status, net::IoStatus::kError);
   EXPECT_EQ(w.err, EBADF);
   iovec iov{buf, sizeof buf};
-  IoResult v = t.writev(&iov, 1);
-  EXPECT_EQ(v.status, IoStatus::kError);
+  net::IoResult v = t.writev(&iov, 1);
+  EXPECT_EQ(v.status, net::IoStatus::kError);
   EXPECT_FALSE(t.failureReason().empty());
   t.shutdownWrite();  // harmless on an invalid fd
 }
 
 TEST(SocketUtil, ClassifyErrno) {
-  EXPECT_EQ(classifyErrno(EAGAIN), IoStatus::kWouldBlock);
-  EXPECT_EQ(classifyErrno(EWOULDBLOCK), IoStatus::kWouldBlock);
-  EXPECT_EQ(classifyErrno(ECONNRESET), IoStatus::kReset);
-  EXPECT_EQ(classifyErrno(EPIPE), IoStatus::kReset);
-  EXPECT_EQ(classifyErrno(ETIMEDOUT), IoStatus::kReset);
-  EXPECT_EQ(classifyErrno(ENOTCONN), IoStatus::kReset);
-  EXPECT_EQ(classifyErrno(EBADF), IoStatus::kError);
-  EXPECT_EQ(classifyErrno(EINVAL), IoStatus::kError);
-  EXPECT_EQ(classifyErrno(ENOMEM), IoStatus::kError);
+  EXPECT_EQ(net::classifyErrno(EAGAIN), net::IoStatus::kWouldBlock);
+  EXPECT_EQ(net::classifyErrno(EWOULDBLOCK), net::IoStatus::kWouldBlock);
+  EXPECT_EQ(net::classifyErrno(ECONNRESET), net::IoStatus::kReset);
+  EXPECT_EQ(net::classifyErrno(EPIPE), net::IoStatus::kReset);
+  EXPECT_EQ(net::classifyErrno(ETIMEDOUT), net::IoStatus::kReset);
+  EXPECT_EQ(net::classifyErrno(ENOTCONN), net::IoStatus::kReset);
+  EXPECT_EQ(net::classifyErrno(EBADF), net::IoStatus::kError);
+  EXPECT_EQ(net::classifyErrno(EINVAL), net::IoStatus::kError);
+  EXPECT_EQ(net::classifyErrno(ENOMEM), net::IoStatus::kError);
 }
 
 TEST(SocketUtil, ParseHostPortAccepts) {
@@ -253,7 +253,7 @@ TEST(SocketUtil, ParseHostPortAccepts) {
       {"[fe80::1]:1", "fe80::1", 1},
   };
   for (const Case& c : cases) {
-    HostPortResult r = parseHostPort(c.text);
+    net::HostPortResult r = net::parseHostPort(c.text);
     EXPECT_TRUE(r.ok()) << c.text << ": " << r.error;
     EXPECT_EQ(r.host, c.host) << c.text;
     EXPECT_EQ(r.port, c.port) << c.text;
@@ -280,7 +280,7 @@ TEST(SocketUtil, ParseHostPortRejectsWithClearErrors) {
       {"", "host:port"},
   };
   for (const Case& c : cases) {
-    HostPortResult r = parseHostPort(c.text);
+    net::HostPortResult r = net::parseHostPort(c.text);
     EXPECT_FALSE(r.ok()) << c.text;
     EXPECT_NE(r.error.find(c.expected_in_error), std::string::npos)
         << "'" << c.text << "' -> " << r.error;
@@ -291,10 +291,10 @@ TEST(SocketUtil, ParseHostPortRejectsWithClearErrors) {
 
 TEST(SocketUtil, MakeListenerEphemeralPortOnLoopback) {
   for (const char* host : {"127.0.0.1", "localhost"}) {
-    ListenerResult l = makeListener(host, 0, false);
+    net::ListenerResult l = net::makeListener(host, 0, false);
     ASSERT_TRUE(l.ok()) << l.error;
     ScopedFd fd(l.fd);
-    std::optional<uint16_t> port = localPort(fd.get());
+    std::optional<uint16_t> port = net::localPort(fd.get());
     ASSERT_TRUE(port.has_value());
     EXPECT_NE(*port, 0);
     int reuse = 0;
@@ -306,26 +306,26 @@ TEST(SocketUtil, MakeListenerEphemeralPortOnLoopback) {
 }
 
 TEST(SocketUtil, MakeListenerIpv6Literal) {
-  ListenerResult l = makeListener("[::1]", 0, false);
+  net::ListenerResult l = net::makeListener("[::1]", 0, false);
   if (!l.ok() && (l.error.find("Cannot assign") != std::string::npos ||
                   l.error.find("not supported") != std::string::npos)) {
     GTEST_SKIP() << "no IPv6 loopback here: " << l.error;
   }
   ASSERT_TRUE(l.ok()) << l.error;
   ScopedFd fd(l.fd);
-  EXPECT_NE(localPort(fd.get()).value_or(0), 0);
-  ListenerResult bare = makeListener("::1", 0, false);
+  EXPECT_NE(net::localPort(fd.get()).value_or(0), 0);
+  net::ListenerResult bare = net::makeListener("::1", 0, false);
   ASSERT_TRUE(bare.ok()) << bare.error;
   ::close(bare.fd);
 }
 
 TEST(SocketUtil, MakeListenerOnPortInUseFailsClearly) {
-  ListenerResult first = makeListener("127.0.0.1", 0, false);
+  net::ListenerResult first = net::makeListener("127.0.0.1", 0, false);
   ASSERT_TRUE(first.ok()) << first.error;
   ScopedFd fd(first.fd);
-  const uint16_t port = localPort(fd.get()).value_or(0);
+  const uint16_t port = net::localPort(fd.get()).value_or(0);
   ASSERT_NE(port, 0);
-  ListenerResult second = makeListener("127.0.0.1", port, false);
+  net::ListenerResult second = net::makeListener("127.0.0.1", port, false);
   EXPECT_FALSE(second.ok());
   EXPECT_EQ(second.fd, -1);
   EXPECT_NE(second.error.find("Address already in use"), std::string::npos) << second.error;
@@ -334,21 +334,21 @@ TEST(SocketUtil, MakeListenerOnPortInUseFailsClearly) {
 }
 
 TEST(SocketUtil, MakeListenerReusePortAllowsOneListenerPerWorker) {
-  ListenerResult first = makeListener("127.0.0.1", 0, true);
+  net::ListenerResult first = net::makeListener("127.0.0.1", 0, true);
   ASSERT_TRUE(first.ok()) << first.error;
   ScopedFd a(first.fd);
-  const uint16_t port = localPort(a.get()).value_or(0);
-  ListenerResult second = makeListener("127.0.0.1", port, true);
+  const uint16_t port = net::localPort(a.get()).value_or(0);
+  net::ListenerResult second = net::makeListener("127.0.0.1", port, true);
   ASSERT_TRUE(second.ok()) << second.error;
   ScopedFd b(second.fd);
-  EXPECT_EQ(localPort(b.get()).value_or(0), port);
+  EXPECT_EQ(net::localPort(b.get()).value_or(0), port);
 }
 
 TEST(SocketUtil, MakeListenerRestartsOnPortWithTimeWait) {
-  ListenerResult first = makeListener("127.0.0.1", 0, false);
+  net::ListenerResult first = net::makeListener("127.0.0.1", 0, false);
   ASSERT_TRUE(first.ok()) << first.error;
   ScopedFd listener(first.fd);
-  const uint16_t port = localPort(listener.get()).value_or(0);
+  const uint16_t port = net::localPort(listener.get()).value_or(0);
   ASSERT_NE(port, 0);
   {
     // One connection the server closes first: the server side enters TIME_WAIT on `port`.
@@ -367,13 +367,13 @@ TEST(SocketUtil, MakeListenerRestartsOnPortWithTimeWait) {
     ASSERT_EQ(::recv(client.get(), &c, 1, 0), 0);
   }
   listener.reset();
-  ListenerResult again = makeListener("127.0.0.1", port, false);
+  net::ListenerResult again = net::makeListener("127.0.0.1", port, false);
   EXPECT_TRUE(again.ok()) << again.error;
   if (again.ok()) ::close(again.fd);
 }
 
 TEST(SocketUtil, MakeListenerRejectsHostNames) {
-  ListenerResult l = makeListener("example.com", 0, false);
+  net::ListenerResult l = net::makeListener("example.com", 0, false);
   EXPECT_FALSE(l.ok());
   EXPECT_NE(l.error.find("example.com"), std::string::npos) << l.error;
   EXPECT_NE(l.error.find("literal"), std::string::npos) << l.error;
@@ -383,12 +383,12 @@ TEST(SocketUtil, SocketOptionsTakeEffect) {
   TcpPair pair = makeTcpPair();
   ASSERT_GE(pair.server.get(), 0);
   const int fd = pair.server.get();
-  ASSERT_TRUE(setNoDelay(fd));
+  ASSERT_TRUE(net::setNoDelay(fd));
   int v = 0;
   socklen_t len = sizeof v;
   ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
   EXPECT_NE(v, 0);
-  ASSERT_TRUE(setLingerZero(fd));
+  ASSERT_TRUE(net::setLingerZero(fd));
   linger lg{};
   len = sizeof lg;
   ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len), 0);
@@ -396,9 +396,9 @@ TEST(SocketUtil, SocketOptionsTakeEffect) {
   EXPECT_EQ(lg.l_linger, 0);
   ScopedFd blocking(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_EQ(::fcntl(blocking.get(), F_GETFL) & O_NONBLOCK, 0);
-  ASSERT_TRUE(setNonBlocking(blocking.get()));
+  ASSERT_TRUE(net::setNonBlocking(blocking.get()));
   EXPECT_NE(::fcntl(blocking.get(), F_GETFL) & O_NONBLOCK, 0);
-  EXPECT_FALSE(setNoDelay(-1));
+  EXPECT_FALSE(net::setNoDelay(-1));
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 #include <optional>
 #include <stdexcept>
 
-#include "server/self_signed.h"
-#include "server/socket_util.h"
+#include "net/self_signed.h"
+#include "net/socket_util.h"
 
 namespace h2loop::server::transport_testing {
 
@@ -36,13 +36,13 @@ void ScopedFd::reset(int fd) {
 
 TcpPair makeTcpPair() {
   TcpPair pair;
-  ListenerResult listener = makeListener("127.0.0.1", 0, false, 16);
+  net::ListenerResult listener = net::makeListener("127.0.0.1", 0, false, 16);
   if (!listener.ok()) {
     ADD_FAILURE() << listener.error;
     return pair;
   }
   ScopedFd lfd(listener.fd);
-  const std::optional<uint16_t> port = localPort(lfd.get());
+  const std::optional<uint16_t> port = net::localPort(lfd.get());
   if (!port) {
     ADD_FAILURE() << "localPort failed";
     return pair;
@@ -55,7 +55,7 @@ TcpPair makeTcpPair() {
   // Blocking connect: on loopback it completes as soon as the kernel queues the connection.
   if (client.get() < 0 ||
       ::connect(client.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    ADD_FAILURE() << "connect: " << errnoString(errno);
+    ADD_FAILURE() << "connect: " << net::errnoString(errno);
     return pair;
   }
   if (!waitFd(lfd.get(), POLLIN)) {
@@ -63,8 +63,8 @@ TcpPair makeTcpPair() {
     return pair;
   }
   ScopedFd server(::accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (server.get() < 0 || !setNonBlocking(client.get())) {
-    ADD_FAILURE() << "accept/setNonBlocking: " << errnoString(errno);
+  if (server.get() < 0 || !net::setNonBlocking(client.get())) {
+    ADD_FAILURE() << "accept/setNonBlocking: " << net::errnoString(errno);
     return pair;
   }
   pair.client = std::move(client);
@@ -73,7 +73,7 @@ TcpPair makeTcpPair() {
 }
 
 void resetAndClose(ScopedFd& fd) {
-  EXPECT_TRUE(setLingerZero(fd.get()));
+  EXPECT_TRUE(net::setLingerZero(fd.get()));
   fd.reset();
 }
 
@@ -86,10 +86,10 @@ bool waitFd(int fd, short events, int timeout_ms) {
   }
 }
 
-short pollEvents(Interest interest) {
+short pollEvents(net::Interest interest) {
   short ev = 0;
-  if (hasInterest(interest, Interest::kRead)) ev |= POLLIN;
-  if (hasInterest(interest, Interest::kWrite)) ev |= POLLOUT;
+  if (net::hasInterest(interest, net::Interest::kRead)) ev |= POLLIN;
+  if (net::hasInterest(interest, net::Interest::kWrite)) ev |= POLLOUT;
   return ev != 0 ? ev : POLLIN;
 }
 
@@ -123,20 +123,20 @@ std::string recvExactly(int fd, size_t n) {
   return out;
 }
 
-IoResult readWhenReady(Transport& t, uint8_t* buf, size_t len) {
+net::IoResult readWhenReady(net::Transport& t, uint8_t* buf, size_t len) {
   for (;;) {
-    IoResult r = t.read(buf, len);
-    if (r.status != IoStatus::kWouldBlock) return r;
+    net::IoResult r = t.read(buf, len);
+    if (r.status != net::IoStatus::kWouldBlock) return r;
     if (!waitFd(t.fd(), pollEvents(r.want))) return r;
   }
 }
 
-std::string readExactlyFrom(Transport& t, size_t n) {
+std::string readExactlyFrom(net::Transport& t, size_t n) {
   std::string out;
   uint8_t buf[16384];
   while (out.size() < n) {
-    IoResult r = readWhenReady(t, buf, std::min(sizeof buf, n - out.size()));
-    if (r.status != IoStatus::kOk) break;
+    net::IoResult r = readWhenReady(t, buf, std::min(sizeof buf, n - out.size()));
+    if (r.status != net::IoStatus::kOk) break;
     out.append(reinterpret_cast<const char*>(buf), r.bytes);
   }
   return out;
@@ -145,7 +145,7 @@ std::string readExactlyFrom(Transport& t, size_t n) {
 TempDir::TempDir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "h2loop-tls-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
-    throw std::runtime_error("mkdtemp: " + errnoString(errno));
+    throw std::runtime_error("mkdtemp: " + net::errnoString(errno));
   }
   path_ = tmpl;
 }
@@ -164,8 +164,8 @@ const TestCerts& testCerts() {
     c.key = dir.path() / "key.pem";
     c.other_cert = dir.path() / "other_cert.pem";
     c.other_key = dir.path() / "other_key.pem";
-    generateSelfSigned(c.cert, c.key);
-    generateSelfSigned(c.other_cert, c.other_key, "other.test");
+    net::generateSelfSigned(c.cert, c.key);
+    net::generateSelfSigned(c.other_cert, c.other_key, "other.test");
     return c;
   }();
   return certs;
@@ -224,7 +224,7 @@ std::string TestTlsClient::takeError(int ret, const char* op) {
     ERR_error_string_n(e, buf, sizeof buf);
     msg += std::string(" | ") + buf;
   }
-  if (code == SSL_ERROR_SYSCALL) msg += " | errno " + errnoString(errno);
+  if (code == SSL_ERROR_SYSCALL) msg += " | errno " + net::errnoString(errno);
   return msg;
 }
 
@@ -299,14 +299,16 @@ int TestTlsClient::readUntilClosed() {
   }
 }
 
-HandshakeOutcome pumpHandshake(Transport& server, TestTlsClient& client, bool wait_for_client) {
+HandshakeOutcome pumpHandshake(net::Transport& server, TestTlsClient& client,
+                               bool wait_for_client) {
   HandshakeOutcome out;
   bool server_done = false;
   bool client_done = false;
   for (int round = 0; round < 1000; ++round) {
     if (!server_done) {
       out.server = server.handshake();
-      server_done = out.server == HandshakeStatus::kDone || out.server == HandshakeStatus::kFailed;
+      server_done =
+          out.server == net::HandshakeStatus::kDone || out.server == net::HandshakeStatus::kFailed;
     }
     if (!client_done) {
       out.client = client.handshakeStep();
@@ -319,7 +321,7 @@ HandshakeOutcome pumpHandshake(Transport& server, TestTlsClient& client, bool wa
     if (!server_done) {
       fds[n++] = pollfd{
           server.fd(),
-          static_cast<short>(out.server == HandshakeStatus::kWantWrite ? POLLOUT : POLLIN), 0};
+          static_cast<short>(out.server == net::HandshakeStatus::kWantWrite ? POLLOUT : POLLIN), 0};
     }
     if (!client_done) {
       fds[n++] = pollfd{
@@ -339,11 +341,11 @@ HandshakeOutcome pumpHandshake(Transport& server, TestTlsClient& client, bool wa
   return out;
 }
 
-HandshakeStatus serverHandshake(Transport& server) {
+net::HandshakeStatus serverHandshake(net::Transport& server) {
   for (;;) {
-    const HandshakeStatus s = server.handshake();
-    if (s == HandshakeStatus::kDone || s == HandshakeStatus::kFailed) return s;
-    if (!waitFd(server.fd(), s == HandshakeStatus::kWantWrite ? POLLOUT : POLLIN)) return s;
+    const net::HandshakeStatus s = server.handshake();
+    if (s == net::HandshakeStatus::kDone || s == net::HandshakeStatus::kFailed) return s;
+    if (!waitFd(server.fd(), s == net::HandshakeStatus::kWantWrite ? POLLOUT : POLLIN)) return s;
   }
 }
 

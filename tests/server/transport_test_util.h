@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/transport.h"
+#include "net/transport.h"
 
 namespace h2loop::server::transport_testing {
 
@@ -48,7 +48,7 @@ void resetAndClose(ScopedFd& fd);
 
 // poll() one fd for `events`; true when ready (POLLERR/POLLHUP count as ready), false on timeout.
 bool waitFd(int fd, short events, int timeout_ms = kWaitMs);
-short pollEvents(Interest interest);
+short pollEvents(net::Interest interest);
 
 // Plain-socket helpers for the peer side, bounded by kWaitMs per wait.
 bool sendAll(int fd, std::string_view data);
@@ -56,9 +56,9 @@ bool sendAll(int fd, std::string_view data);
 std::string recvExactly(int fd, size_t n);
 
 // Server-side helpers: retry a transport read on kWouldBlock (waiting for pendingInterest()).
-IoResult readWhenReady(Transport& t, uint8_t* buf, size_t len);
+net::IoResult readWhenReady(net::Transport& t, uint8_t* buf, size_t len);
 // Reads exactly n bytes through the transport; stops early on a terminal status.
-std::string readExactlyFrom(Transport& t, size_t n);
+std::string readExactlyFrom(net::Transport& t, size_t n);
 
 // A certificate generated once per test process with generateSelfSigned() into a temp dir that is
 // removed at exit; plus a second, unrelated pair for mismatch tests.
@@ -127,7 +127,7 @@ class TestTlsClient {
 };
 
 struct HandshakeOutcome {
-  HandshakeStatus server = HandshakeStatus::kWantRead;
+  net::HandshakeStatus server = net::HandshakeStatus::kWantRead;
   TestTlsClient::Step client = TestTlsClient::Step::kWantWrite;
   bool timed_out = false;
 };
@@ -135,10 +135,10 @@ struct HandshakeOutcome {
 // Alternates server.handshake() and client.handshakeStep(), blocking in poll() on whichever
 // side's readiness is needed, until both have finished (or only the server, when
 // `wait_for_client` is false). timed_out when a wait exceeded kWaitMs.
-HandshakeOutcome pumpHandshake(Transport& server, TestTlsClient& client,
+HandshakeOutcome pumpHandshake(net::Transport& server, TestTlsClient& client,
                                bool wait_for_client = true);
 
 // Drives only the server's handshake (the peer is a raw socket or already gone).
-HandshakeStatus serverHandshake(Transport& server);
+net::HandshakeStatus serverHandshake(net::Transport& server);
 
 }  // namespace h2loop::server::transport_testing

@@ -1,4 +1,4 @@
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -14,7 +14,7 @@
 
 #include <fmt/format.h>
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 namespace {
 
@@ -234,4 +234,4 @@ HostPortResult parseHostPort(std::string_view text) {
   return r;
 }
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <string_view>
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // Writes a fresh self-signed certificate and its private key as PEM files: an EC P-256 key,
 // X.509 v3, subject and issuer CN=`common_name`, valid from now (minus a minute of clock-skew
@@ -17,4 +17,4 @@ void generateSelfSigned(const std::filesystem::path& cert_file,
                         const std::filesystem::path& key_file,
                         std::string_view common_name = "localhost");
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // TLS 1.2 cipher list allowed by RFC 9113 (no block-listed suite): ECDHE key exchange + AEAD.
 inline constexpr std::string_view kDefaultTls12Ciphers =
@@ -59,4 +59,4 @@ class TlsContext {
   std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
 };
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -1,4 +1,4 @@
-#include "server/self_signed.h"
+#include "net/self_signed.h"
 
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -17,9 +17,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 namespace {
 
@@ -149,4 +149,4 @@ void generateSelfSigned(const std::filesystem::path& cert_file,
   }
 }
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

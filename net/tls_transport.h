@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "server/tls_context.h"
-#include "server/transport.h"
+#include "net/tls_context.h"
+#include "net/transport.h"
 
 struct bio_method_st;  // BIO_METHOD, from <openssl/bio.h>
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // Server side of a TLS connection on a connected, non-blocking socket.
 //
@@ -130,4 +130,4 @@ class TlsTransport final : public Transport {
   std::vector<uint8_t>* flight_ = nullptr;  // set only inside write()
 };
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

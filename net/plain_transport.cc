@@ -1,4 +1,4 @@
-#include "server/plain_transport.h"
+#include "net/plain_transport.h"
 
 #include <limits.h>
 #include <sys/socket.h>
@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 IoResult PlainTransport::failed(IoStatus status, int err, const char* op) {
   failure_reason_ = std::string(op) + ": " + errnoString(err);
@@ -79,4 +79,4 @@ void PlainTransport::shutdownWrite() {
   (void)::shutdown(fd_, SHUT_WR);
 }
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -2,9 +2,9 @@
 
 #include <string>
 
-#include "server/transport.h"
+#include "net/transport.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // Cleartext TCP (h2c with prior knowledge): recv()/send()/sendmsg() with MSG_NOSIGNAL, so a write
 // to a reset peer returns kReset instead of raising SIGPIPE. handshake() is kDone at once.
@@ -37,4 +37,4 @@ class PlainTransport final : public Transport {
   std::string failure_reason_;
 };
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

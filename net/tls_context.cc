@@ -1,4 +1,4 @@
-#include "server/tls_context.h"
+#include "net/tls_context.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -7,10 +7,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "server/socket_util.h"
-#include "server/tls_transport.h"
+#include "net/socket_util.h"
+#include "net/tls_transport.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 namespace {
 
@@ -161,4 +161,4 @@ const TlsOptions& TlsContext::options() const {
   return *options_;
 }
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // Outcome class of one read/write on a transport. The connection closes at once on
 // kEof (after flushing what it may), kReset and kError; it re-arms its watch on kWouldBlock.
@@ -144,4 +144,4 @@ class Transport {
   int fd_;
 };
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

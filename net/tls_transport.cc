@@ -1,4 +1,4 @@
-#include "server/tls_transport.h"
+#include "net/tls_transport.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "server/socket_util.h"
+#include "net/socket_util.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 namespace {
 
@@ -435,4 +435,4 @@ std::string_view TlsTransport::cipherName() const {
   return cipher != nullptr ? SSL_CIPHER_get_name(cipher) : std::string_view{};
 }
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net

@@ -5,9 +5,9 @@
 #include <string>
 #include <string_view>
 
-#include "server/transport.h"
+#include "net/transport.h"
 
-namespace h2loop::server {
+namespace h2loop::net {
 
 // Small socket helpers. None of them throws; none of them logs.
 
@@ -61,4 +61,4 @@ struct [[nodiscard]] HostPortResult {
 // "127.0.0.1:8443", "[::1]:8443", "localhost:8443", ":8443". An IPv6 host must be bracketed.
 HostPortResult parseHostPort(std::string_view text);
 
-}  // namespace h2loop::server
+}  // namespace h2loop::net
