@@ -182,8 +182,9 @@ class CachedFileRef {
   CachedFile& operator*() const noexcept { return *f_; }
   explicit operator bool() const noexcept { return f_ != nullptr; }
 
-  // Hands the reference to the caller (e.g. to an h2 stream, which releases it when the
-  // stream is done). This object is empty afterwards.
+  // Hands the reference to the caller, who must release() it. This object is empty
+  // afterwards. (A response body does not want this: Session::submitResponse takes its
+  // own reference from get().)
   [[nodiscard]] CachedFile* detach() noexcept {
     CachedFile* f = f_;
     f_ = nullptr;

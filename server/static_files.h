@@ -51,9 +51,11 @@ namespace detail {
 // non-empty file); else `body` if non-empty (error text on GET); else none (HEAD, 304,
 // empty file) — send END_STREAM with the headers.
 //
-// Move-only: owns one reference to `file`. Hand it to the stream with file.detach()
-// (the stream then releases it when done, per h2::FileHandle); otherwise destroying the
-// response releases it. The etag/last_modified strings are stored inline in this object.
+// Move-only: owns one reference to `file`, released when the response is destroyed.
+// To send the file, pass `file.get()` (h2::ResponseBody::file): submitResponse takes a
+// reference of its own for as long as the stream sends it. Do not hand over
+// `file.detach()`: that reference would never be released (nor the descriptor closed).
+// The etag/last_modified strings are stored inline in this object.
 struct StaticResponse {
   int status = 500;               // 200, 304, 400, 403, 404, 405, 500, 503
   std::string_view content_type;  // static storage
