@@ -520,6 +520,51 @@ TEST_P(LoopContract, StatsCountLiveObjects) {
   EXPECT_EQ(s.armed_timers, 0u);
 }
 
+// stats() is the one read allowed from any thread (a monitoring thread, a
+// test polling a server's worker). Every counter changes on the loop thread
+// while it is read here; ThreadSanitizer checks that nothing races.
+TEST_P(LoopContract, StatsReadFromAnotherThreadWhileTheLoopChurns) {
+  struct Doomed : ev::DeferredDeletable {};
+  SocketPair sp;
+  std::atomic<bool> done{false};
+  std::promise<void> running;
+  int rounds = 0;
+  std::unique_ptr<ev::Timer> churn;
+  churn = loop_->timer([&] {
+    // One of everything a connection does: watch, timer, activation,
+    // interest change, close, deferred deletion.
+    auto w = loop_->watch(sp.fd[0], kRead, [](uint32_t) {});
+    auto t = loop_->timer([] {});
+    t->arm(1h);
+    w->activate(kRead);
+    (void)w->setInterest(kRead | kWrite);
+    (void)w->close();
+    loop_->deferredDelete(std::make_unique<Doomed>());
+    if (++rounds == 1) running.set_value();
+    if (rounds == 2000) {
+      loop_->stop();
+      return;
+    }
+    churn->arm(0ms);
+  });
+  churn->arm(0ms);
+  std::thread reader([&] {
+    running.get_future().wait();
+    size_t seen = 0;
+    do {
+      const ev::LoopStats s = loop_->stats();
+      seen += s.watches + s.registered + s.timers + s.armed_timers + s.pending_deletions +
+              s.pending_activations + s.pending_posts;
+    } while (!done.load());
+    EXPECT_GT(seen, 0u);
+  });
+  loop_->run();
+  done = true;
+  reader.join();
+  churn.reset();
+  EXPECT_EQ(rounds, 2000);
+}
+
 TEST_P(LoopContract, LoopDestroyedWithClosesPendingFreesEverything) {
   int destroyed = 0;
   constexpr int kOwners = 50;
