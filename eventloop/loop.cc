@@ -26,13 +26,13 @@ std::string_view toString(DetachOutcome outcome) {
 
 IoWatch::IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb)
     : loop_(loop), fd_(fd), interest_(interest & (kRead | kWrite)), cb_(std::move(cb)) {
-  ++loop_.watches_;
+  loop_.watches_.add(1);
 }
 
 IoWatch::~IoWatch() {
   if (destroyed_flag_) *destroyed_flag_ = true;
   close();
-  --loop_.watches_;
+  loop_.watches_.sub(1);
 }
 
 int IoWatch::setInterest(uint32_t interest) {
@@ -53,7 +53,7 @@ DetachOutcome IoWatch::close() {
   DetachOutcome outcome;
   if (registered_) {
     registered_ = false;
-    --loop_.registered_;
+    loop_.registered_.sub(1);
     const int err = loop_.backendDetach(this);
     outcome = err == 0 ? DetachOutcome::kDetached : DetachOutcome::kFdGone;
   } else {
@@ -67,7 +67,9 @@ void IoWatch::activate(uint32_t ready) {
   if (activated_ == 0) {
     activation_slot_ = loop_.activated_.size();
     loop_.activated_.push_back(this);
-    if (loop_.activations_pending_++ == 0) loop_.backendActivated();
+    const bool first = loop_.activations_pending_.get() == 0;
+    loop_.activations_pending_.add(1);
+    if (first) loop_.backendActivated();
   }
   activated_ |= ready;
 }
@@ -76,19 +78,19 @@ void IoWatch::dropActivation() {
   if (activated_ == 0) return;
   activated_ = 0;
   loop_.activated_[activation_slot_] = nullptr;
-  --loop_.activations_pending_;
+  loop_.activations_pending_.sub(1);
 }
 
 // ---- Timer -----------------------------------------------------------------
 
 Timer::Timer(Loop& loop, Callback cb) : loop_(loop), cb_(std::move(cb)) {
-  ++loop_.timers_;
+  loop_.timers_.add(1);
 }
 
 Timer::~Timer() {
   if (destroyed_flag_) *destroyed_flag_ = true;
   cancel();
-  --loop_.timers_;
+  loop_.timers_.sub(1);
 }
 
 void Timer::arm(Duration after) {
@@ -101,6 +103,7 @@ void Timer::arm(Duration after) {
   deadline_ = loop_.now() + after;
   sequence_ = ++loop_.timer_sequence_;
   heap.push(this);
+  loop_.armed_timers_.set(heap.size());
   if (heap.top() != old_top || heap.top()->deadline_ != old_deadline) {
     loop_.backendTimersChanged();
   }
@@ -112,6 +115,7 @@ void Timer::cancel() {
   TimerHeap& heap = *loop_.timer_heap_;
   const bool was_top = heap.top() == this;
   heap.remove(this);
+  loop_.armed_timers_.set(heap.size());
   if (was_top) loop_.backendTimersChanged();
 }
 
@@ -123,8 +127,8 @@ Loop::~Loop() {
   // Backends ran shutdownCommon() already; this catches a backend that forgot
   // (only deletions that need no backend can still run safely here).
   drainDeferred();
-  assert(watches_ == 0 && "IoWatch outlived its Loop");
-  assert(timers_ == 0 && "Timer outlived its Loop");
+  assert(watches_.get() == 0 && "IoWatch outlived its Loop");
+  assert(timers_.get() == 0 && "Timer outlived its Loop");
 }
 
 void Loop::shutdownCommon() {
@@ -152,7 +156,7 @@ std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callbac
     return w;
   }
   w->registered_ = true;
-  ++registered_;
+  registered_.add(1);
   return w;
 }
 
@@ -173,7 +177,9 @@ void Loop::post(std::function<void()> fn) {
 }
 
 void Loop::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
-  if (object) deferred_.push_back(std::move(object));
+  if (!object) return;
+  deferred_.push_back(std::move(object));
+  pending_deletions_.set(deferred_.size());
 }
 
 void Loop::drainDeferred() {
@@ -181,6 +187,7 @@ void Loop::drainDeferred() {
   draining_now_ = true;
   while (!deferred_.empty()) {
     draining_.swap(deferred_);
+    pending_deletions_.set(deferred_.size());
     for (auto& object : draining_)
       object.reset();  // FIFO, one by one
     draining_.clear();
@@ -213,19 +220,19 @@ void Loop::stop() {
 }
 
 bool Loop::hasPendingWork() const {
-  if (!deferred_.empty() || activations_pending_ != 0) return true;
+  if (!deferred_.empty() || activations_pending_.get() != 0) return true;
   std::lock_guard<std::mutex> lock(post_mutex_);
   return !posted_.empty() || stop_requested_;
 }
 
 LoopStats Loop::stats() const {
   LoopStats s;
-  s.watches = watches_;
-  s.registered = registered_;
-  s.timers = timers_;
-  s.armed_timers = timer_heap_->size();
-  s.pending_deletions = deferred_.size();
-  s.pending_activations = activations_pending_;
+  s.watches = watches_.get();
+  s.registered = registered_.get();
+  s.timers = timers_.get();
+  s.armed_timers = armed_timers_.get();
+  s.pending_deletions = pending_deletions_.get();
+  s.pending_activations = activations_pending_.get();
   std::lock_guard<std::mutex> lock(post_mutex_);
   s.pending_posts = posted_.size();
   return s;
@@ -256,6 +263,7 @@ void Loop::runExpiredTimers() {
     Timer* t = heap.top();
     if (t->deadline_ > now_ || t->sequence_ > horizon) break;
     heap.remove(t);
+    armed_timers_.set(heap.size());
     t->armed_ = false;
     Timer::Callback cb = std::move(t->cb_);
     bool destroyed = false;
@@ -279,7 +287,7 @@ void Loop::runActivated() {
     activated_[i] = nullptr;
     const uint32_t ready = w->activated_;
     w->activated_ = 0;
-    --activations_pending_;
+    activations_pending_.sub(1);
     dispatchIo(w, ready);
   }
   // Queued meanwhile: move to the front, slots renumbered.

@@ -10,8 +10,9 @@
 //
 // Threading: a Loop and everything created from it (watches, timers,
 // deferred deletions) belong to the thread that runs it. The only members
-// callable from any thread are post(), stop() and wakeup-free reads of
-// stats() taken as a snapshot. Nothing else is synchronised.
+// callable from any thread are post(), stop() and stats(): its counters are
+// atomics written by the loop's thread alone (detail::LoopCounter), so a read
+// never blocks or wakes the loop. Nothing else is synchronised.
 //
 // Writing a backend for your own loop
 // -----------------------------------
@@ -35,6 +36,7 @@
 //     backend that can be driven by someone else's loop (libevent embedding)
 //     overrides backendActivated() to get runActivated() called soon.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -81,6 +83,29 @@ enum class DetachOutcome {
 std::string_view toString(DetachOutcome outcome);
 
 class Loop;
+
+namespace detail {
+// A counter with one writer (the loop's thread) and readers on any thread
+// (Loop::stats()). The writer does a relaxed load and a relaxed store, never
+// a read-modify-write, so on the hot path (a watch or timer per connection,
+// an arm per request) it compiles to the same plain load/add/store as a
+// size_t member: no locked instruction, no fence. Correct only because every
+// write happens on the loop's thread (see "Threading" above).
+class LoopCounter {
+ public:
+  void add(size_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(size_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  void set(size_t n) { value_.store(n, std::memory_order_relaxed); }
+  [[nodiscard]] size_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<size_t> value_{0};
+};
+}  // namespace detail
 
 // A registration of interest in one fd. Created by Loop::watch(); owned by
 // the caller through std::unique_ptr. It does not own the fd: the owner closes
@@ -224,6 +249,10 @@ class Loop {
   void updateNow() { now_ = Clock::now(); }
 
   [[nodiscard]] virtual std::string_view name() const = 0;
+  // Any thread, lock-free except pending_posts (the post mutex). Each field
+  // is exact at the instant it is read; fields are read one after another,
+  // so while the loop runs they need not describe the same instant (e.g.
+  // armed_timers may count a timer created after `timers` was read).
   [[nodiscard]] LoopStats stats() const;
 
   // Runs the deferred deletions now. Backends call it after each callback;
@@ -287,9 +316,12 @@ class Loop {
   friend class IoWatch;
   friend class Timer;
   Clock::time_point now_;
-  size_t watches_ = 0;
-  size_t registered_ = 0;
-  size_t timers_ = 0;
+  // Read by stats() on any thread; written on the loop's thread only.
+  detail::LoopCounter watches_;
+  detail::LoopCounter registered_;
+  detail::LoopCounter timers_;
+  detail::LoopCounter armed_timers_;       // mirrors timer_heap_->size()
+  detail::LoopCounter pending_deletions_;  // mirrors deferred_.size()
   uint64_t timer_sequence_ = 0;
   std::unique_ptr<TimerHeap> timer_heap_;
 
@@ -300,7 +332,7 @@ class Loop {
   // Queued by IoWatch::activate, in order; a dropped activation leaves a
   // null slot (O(1)), swept by the next runActivated().
   std::vector<IoWatch*> activated_;
-  size_t activations_pending_ = 0;  // non-null slots
+  detail::LoopCounter activations_pending_;  // non-null slots
 
   mutable std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;  // guarded by post_mutex_
