@@ -2,6 +2,9 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <utility>
 
 #include "eventloop/timer_heap.h"
@@ -30,12 +33,14 @@ IoWatch::IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb)
 }
 
 IoWatch::~IoWatch() {
+  loop_.checkLoopThread("IoWatch::~IoWatch()");
   if (destroyed_flag_) *destroyed_flag_ = true;
   close();
   loop_.watches_.sub(1);
 }
 
 int IoWatch::setInterest(uint32_t interest) {
+  loop_.checkLoopThread("IoWatch::setInterest()");
   interest &= (kRead | kWrite);
   if (closed_ || interest == interest_) return 0;
   if (!registered_) return registration_error_;
@@ -45,6 +50,7 @@ int IoWatch::setInterest(uint32_t interest) {
 }
 
 DetachOutcome IoWatch::close() {
+  loop_.checkLoopThread("IoWatch::close()");
   if (closed_) return DetachOutcome::kAlreadyClosed;
   closed_ = true;
   dropActivation();
@@ -63,6 +69,7 @@ DetachOutcome IoWatch::close() {
 }
 
 void IoWatch::activate(uint32_t ready) {
+  loop_.checkLoopThread("IoWatch::activate()");
   if (closed_ || ready == 0) return;
   if (activated_ == 0) {
     activation_slot_ = loop_.activated_.size();
@@ -88,12 +95,14 @@ Timer::Timer(Loop& loop, Callback cb) : loop_(loop), cb_(std::move(cb)) {
 }
 
 Timer::~Timer() {
+  loop_.checkLoopThread("Timer::~Timer()");
   if (destroyed_flag_) *destroyed_flag_ = true;
   cancel();
   loop_.timers_.sub(1);
 }
 
 void Timer::arm(Duration after) {
+  loop_.checkLoopThread("Timer::arm()");
   if (after < Duration::zero()) after = Duration::zero();
   TimerHeap& heap = *loop_.timer_heap_;
   const Timer* old_top = heap.empty() ? nullptr : heap.top();
@@ -110,6 +119,7 @@ void Timer::arm(Duration after) {
 }
 
 void Timer::cancel() {
+  loop_.checkLoopThread("Timer::cancel()");
   if (!armed_) return;
   armed_ = false;
   TimerHeap& heap = *loop_.timer_heap_;
@@ -143,6 +153,7 @@ void Loop::shutdownCommon() {
 }
 
 std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callback cb) {
+  checkLoopThread("Loop::watch()");
   std::unique_ptr<IoWatch> w(new IoWatch(*this, fd, interest, std::move(cb)));
   // A failed registration leaves the watch open but unregistered: it never
   // calls back, and its close() reports kFdInvalid / kFdGone like any other.
@@ -161,6 +172,7 @@ std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callbac
 }
 
 std::unique_ptr<Timer> Loop::timer(Timer::Callback cb) {
+  checkLoopThread("Loop::timer()");
   return std::unique_ptr<Timer>(new Timer(*this, std::move(cb)));
 }
 
@@ -177,12 +189,14 @@ void Loop::post(std::function<void()> fn) {
 }
 
 void Loop::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
+  checkLoopThread("Loop::deferredDelete()");
   if (!object) return;
   deferred_.push_back(std::move(object));
   pending_deletions_.set(deferred_.size());
 }
 
 void Loop::drainDeferred() {
+  checkLoopThread("Loop::drainDeferred()");
   if (draining_now_) return;  // a destructor deferring more: the outer drain loops
   draining_now_ = true;
   while (!deferred_.empty()) {
@@ -196,6 +210,9 @@ void Loop::drainDeferred() {
 }
 
 void Loop::run() {
+  bindIfUnbound();
+  checkLoopThread("Loop::run()");
+  running_.store(true, std::memory_order_relaxed);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(post_mutex_);
@@ -209,6 +226,7 @@ void Loop::run() {
     runActivated();
     drainDeferred();
   }
+  running_.store(false, std::memory_order_relaxed);
 }
 
 void Loop::stop() {
@@ -217,6 +235,39 @@ void Loop::stop() {
     stop_requested_ = true;
   }
   backendWakeup();
+}
+
+bool Loop::isLoopThread() const {
+  const std::thread::id bound = loop_thread_.load(std::memory_order_acquire);
+  return bound == std::thread::id{} || bound == std::this_thread::get_id();
+}
+
+void Loop::bindToCurrentThread() {
+  assert((!running_.load(std::memory_order_relaxed) || isLoopThread()) &&
+         "bindToCurrentThread() while run() is active on another thread");
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+}
+
+void Loop::bindIfUnbound() {
+  // One relaxed load per dispatch; the store happens once per loop.
+  if (loop_thread_.load(std::memory_order_relaxed) == std::thread::id{}) {
+    loop_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+  }
+}
+
+void Loop::checkLoopThread([[maybe_unused]] const char* what) const {
+#ifndef NDEBUG
+  if (!isLoopThread()) offLoopThread(what);
+#endif
+}
+
+void Loop::offLoopThread(const char* what) const {
+  // No name(): this may run inside ~Loop, where the backend is gone.
+  std::ostringstream msg;
+  msg << "h2loop: " << what << " called off the loop's thread (bound to thread "
+      << loop_thread_.load() << ", called from thread " << std::this_thread::get_id() << ")\n";
+  std::fputs(msg.str().c_str(), stderr);
+  std::abort();
 }
 
 bool Loop::hasPendingWork() const {
@@ -242,6 +293,8 @@ LoopStats Loop::stats() const {
 // destroys its own watch or timer can go on using its captures; it is moved
 // back only if the object survived.
 void Loop::dispatchIo(IoWatch* w, uint32_t ready) {
+  bindIfUnbound();
+  checkLoopThread("Loop::dispatchIo()");
   if (!w->closed_) {
     IoWatch::Callback cb = std::move(w->cb_);
     bool destroyed = false;
@@ -256,6 +309,8 @@ void Loop::dispatchIo(IoWatch* w, uint32_t ready) {
 }
 
 void Loop::runExpiredTimers() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runExpiredTimers()");
   TimerHeap& heap = *timer_heap_;
   if (heap.empty()) return;
   const uint64_t horizon = timer_sequence_;
@@ -278,6 +333,8 @@ void Loop::runExpiredTimers() {
 }
 
 void Loop::runActivated() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runActivated()");
   // Only the slots queued before this call: a watch that re-activates itself
   // waits for the next iteration, after the next poll for I/O.
   const size_t batch = activated_.size();
@@ -302,6 +359,8 @@ const Clock::time_point* Loop::nextDeadline() const {
 }
 
 void Loop::runPosted() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runPosted()");
   std::vector<std::function<void()>> batch;
   {
     std::lock_guard<std::mutex> lock(post_mutex_);

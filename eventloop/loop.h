@@ -10,9 +10,17 @@
 //
 // Threading: a Loop and everything created from it (watches, timers,
 // deferred deletions) belong to the thread that runs it. The only members
-// callable from any thread are post(), stop() and stats(): its counters are
-// atomics written by the loop's thread alone (detail::LoopCounter), so a read
-// never blocks or wakes the loop. Nothing else is synchronised.
+// callable from any thread are post(), stop(), stats() and isLoopThread():
+// stats' counters are atomics written by the loop's thread alone
+// (detail::LoopCounter), so a read never blocks or wakes the loop. Nothing
+// else is synchronised. The loop's thread is bound by the first run(), or,
+// for a loop someone else drives (libevent embedding: the application's
+// thread runs event_base_dispatch and never calls run()), by the first
+// callback the backend dispatches; bindToCurrentThread() hands it over.
+// Before that any thread may set the loop up (a worker built on the main
+// thread and started on its own). Debug builds (NDEBUG unset) abort with a
+// message when a loop-affine call comes from another thread; release builds
+// check nothing.
 //
 // Writing a backend for your own loop
 // -----------------------------------
@@ -44,6 +52,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace h2loop::ev {
@@ -223,6 +232,11 @@ class Loop {
   // deferredDelete() take theirs with them.
   virtual ~Loop();
 
+  // Loop-affine (debug builds assert isLoopThread()): watch(), timer(),
+  // deferredDelete(), run(), drainDeferred(), and IoWatch::setInterest /
+  // close / activate, Timer::arm / cancel and both destructors. Any thread:
+  // post(), stop(), stats(), isLoopThread(), bindToCurrentThread().
+
   // Watches `fd` with `interest`. On a registration failure (fd -1, EBADF)
   // the watch is still returned, unregistered (it never calls back), with
   // registrationError() set: its owner closes through the same path as every
@@ -239,7 +253,8 @@ class Loop {
   void deferredDelete(std::unique_ptr<DeferredDeletable> object);
 
   // Runs until stop(). Returns immediately if stop() was called before (the
-  // request is consumed).
+  // request is consumed). The first call binds the loop to the calling
+  // thread; later calls must come from that thread.
   void run();
   // Makes run() return after the current callback. Any thread.
   void stop();
@@ -258,6 +273,18 @@ class Loop {
   // Runs the deferred deletions now. Backends call it after each callback;
   // it is public for embedders that drive the loop themselves.
   void drainDeferred();
+
+  // True when the calling thread may make loop-affine calls: the loop's
+  // thread is not bound yet (set-up), or it is the calling thread. Any
+  // thread.
+  [[nodiscard]] bool isLoopThread() const;
+  // Makes the calling thread the loop's thread: hands the loop over once
+  // its thread is done with it, e.g. to the thread that joined a worker and
+  // now destroys it, or to the thread that will dispatch an embedded base.
+  // The previous thread's last use must happen-before this call (join) and
+  // it must not touch the loop again. Debug builds assert that run() is not
+  // active on another thread.
+  void bindToCurrentThread();
 
  protected:
   Loop();
@@ -315,6 +342,15 @@ class Loop {
  private:
   friend class IoWatch;
   friend class Timer;
+  // Debug builds: aborts with `what` unless isLoopThread(). Release: nothing.
+  void checkLoopThread(const char* what) const;
+  [[noreturn]] void offLoopThread(const char* what) const;
+  // Binds the calling thread if none is bound yet: at run(), and at every
+  // dispatch (an embedded loop is never run(); its first callback binds it).
+  void bindIfUnbound();
+
+  std::atomic<std::thread::id> loop_thread_{};  // std::thread::id{}: not bound yet
+  std::atomic<bool> running_{false};            // inside run()
   Clock::time_point now_;
   // Read by stats() on any thread; written on the loop's thread only.
   detail::LoopCounter watches_;
