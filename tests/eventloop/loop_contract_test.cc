@@ -565,6 +565,51 @@ TEST_P(LoopContract, StatsReadFromAnotherThreadWhileTheLoopChurns) {
   EXPECT_EQ(rounds, 2000);
 }
 
+// Thread affinity (loop.h, "Threading"): set-up from any thread until the
+// first run() binds the loop; then only that thread, until a hand-over.
+TEST_P(LoopContract, FirstRunBindsTheLoopThreadAndBindToCurrentThreadHandsItOver) {
+  bool on_loop_thread = false;
+  std::promise<void> fired;
+  auto t = loop_->timer([&] {
+    on_loop_thread = loop_->isLoopThread();
+    fired.set_value();
+  });
+  t->arm(0ms);  // set-up on this thread, which never runs the loop: allowed
+  EXPECT_TRUE(loop_->isLoopThread()) << "not bound before the first run()";
+  std::thread runner([&] { loop_->run(); });
+  fired.get_future().wait();
+  EXPECT_FALSE(loop_->isLoopThread()) << "bound to the runner";
+  loop_->stop();  // any thread
+  runner.join();
+  EXPECT_TRUE(on_loop_thread);
+  EXPECT_FALSE(loop_->isLoopThread()) << "the binding outlives run()";
+  loop_->bindToCurrentThread();  // the runner is joined: hand over
+  EXPECT_TRUE(loop_->isLoopThread());
+  t.reset();  // loop-affine: legal only after the hand-over
+}
+
+// Debug builds abort on a loop-affine call from a thread that is not the
+// loop's, like Envoy's ASSERT(isThreadSafe()).
+TEST_P(LoopContract, LoopAffineCallFromAnotherThreadAbortsInDebugBuilds) {
+#ifdef NDEBUG
+  GTEST_SKIP() << "thread affinity is asserted in debug builds only";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the statement starts a thread
+  EXPECT_DEATH(
+      {
+        auto t = loop_->timer([] {});
+        std::promise<void> running;
+        loop_->post([&] { running.set_value(); });
+        std::thread runner([&] { loop_->run(); });
+        running.get_future().wait();
+        t->arm(1ms);  // from this thread while `runner` runs the loop
+        loop_->stop();
+        runner.join();
+      },
+      "Timer::arm\\(\\) called off the loop's thread");
+#endif
+}
+
 TEST_P(LoopContract, LoopDestroyedWithClosesPendingFreesEverything) {
   int destroyed = 0;
   constexpr int kOwners = 50;
