@@ -2,6 +2,9 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <utility>
 
 #include "eventloop/timer_heap.h"
@@ -26,16 +29,18 @@ std::string_view toString(DetachOutcome outcome) {
 
 IoWatch::IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb)
     : loop_(loop), fd_(fd), interest_(interest & (kRead | kWrite)), cb_(std::move(cb)) {
-  ++loop_.watches_;
+  loop_.watches_.add(1);
 }
 
 IoWatch::~IoWatch() {
+  loop_.checkLoopThread("IoWatch::~IoWatch()");
   if (destroyed_flag_) *destroyed_flag_ = true;
   close();
-  --loop_.watches_;
+  loop_.watches_.sub(1);
 }
 
 int IoWatch::setInterest(uint32_t interest) {
+  loop_.checkLoopThread("IoWatch::setInterest()");
   interest &= (kRead | kWrite);
   if (closed_ || interest == interest_) return 0;
   if (!registered_) return registration_error_;
@@ -45,6 +50,7 @@ int IoWatch::setInterest(uint32_t interest) {
 }
 
 DetachOutcome IoWatch::close() {
+  loop_.checkLoopThread("IoWatch::close()");
   if (closed_) return DetachOutcome::kAlreadyClosed;
   closed_ = true;
   dropActivation();
@@ -53,7 +59,7 @@ DetachOutcome IoWatch::close() {
   DetachOutcome outcome;
   if (registered_) {
     registered_ = false;
-    --loop_.registered_;
+    loop_.registered_.sub(1);
     const int err = loop_.backendDetach(this);
     outcome = err == 0 ? DetachOutcome::kDetached : DetachOutcome::kFdGone;
   } else {
@@ -63,11 +69,14 @@ DetachOutcome IoWatch::close() {
 }
 
 void IoWatch::activate(uint32_t ready) {
+  loop_.checkLoopThread("IoWatch::activate()");
   if (closed_ || ready == 0) return;
   if (activated_ == 0) {
     activation_slot_ = loop_.activated_.size();
     loop_.activated_.push_back(this);
-    if (loop_.activations_pending_++ == 0) loop_.backendActivated();
+    const bool first = loop_.activations_pending_.get() == 0;
+    loop_.activations_pending_.add(1);
+    if (first) loop_.backendActivated();
   }
   activated_ |= ready;
 }
@@ -76,22 +85,24 @@ void IoWatch::dropActivation() {
   if (activated_ == 0) return;
   activated_ = 0;
   loop_.activated_[activation_slot_] = nullptr;
-  --loop_.activations_pending_;
+  loop_.activations_pending_.sub(1);
 }
 
 // ---- Timer -----------------------------------------------------------------
 
 Timer::Timer(Loop& loop, Callback cb) : loop_(loop), cb_(std::move(cb)) {
-  ++loop_.timers_;
+  loop_.timers_.add(1);
 }
 
 Timer::~Timer() {
+  loop_.checkLoopThread("Timer::~Timer()");
   if (destroyed_flag_) *destroyed_flag_ = true;
   cancel();
-  --loop_.timers_;
+  loop_.timers_.sub(1);
 }
 
 void Timer::arm(Duration after) {
+  loop_.checkLoopThread("Timer::arm()");
   if (after < Duration::zero()) after = Duration::zero();
   TimerHeap& heap = *loop_.timer_heap_;
   const Timer* old_top = heap.empty() ? nullptr : heap.top();
@@ -101,17 +112,20 @@ void Timer::arm(Duration after) {
   deadline_ = loop_.now() + after;
   sequence_ = ++loop_.timer_sequence_;
   heap.push(this);
+  loop_.armed_timers_.set(heap.size());
   if (heap.top() != old_top || heap.top()->deadline_ != old_deadline) {
     loop_.backendTimersChanged();
   }
 }
 
 void Timer::cancel() {
+  loop_.checkLoopThread("Timer::cancel()");
   if (!armed_) return;
   armed_ = false;
   TimerHeap& heap = *loop_.timer_heap_;
   const bool was_top = heap.top() == this;
   heap.remove(this);
+  loop_.armed_timers_.set(heap.size());
   if (was_top) loop_.backendTimersChanged();
 }
 
@@ -123,8 +137,8 @@ Loop::~Loop() {
   // Backends ran shutdownCommon() already; this catches a backend that forgot
   // (only deletions that need no backend can still run safely here).
   drainDeferred();
-  assert(watches_ == 0 && "IoWatch outlived its Loop");
-  assert(timers_ == 0 && "Timer outlived its Loop");
+  assert(watches_.get() == 0 && "IoWatch outlived its Loop");
+  assert(timers_.get() == 0 && "Timer outlived its Loop");
 }
 
 void Loop::shutdownCommon() {
@@ -139,6 +153,7 @@ void Loop::shutdownCommon() {
 }
 
 std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callback cb) {
+  checkLoopThread("Loop::watch()");
   std::unique_ptr<IoWatch> w(new IoWatch(*this, fd, interest, std::move(cb)));
   // A failed registration leaves the watch open but unregistered: it never
   // calls back, and its close() reports kFdInvalid / kFdGone like any other.
@@ -152,11 +167,12 @@ std::unique_ptr<IoWatch> Loop::watch(int fd, uint32_t interest, IoWatch::Callbac
     return w;
   }
   w->registered_ = true;
-  ++registered_;
+  registered_.add(1);
   return w;
 }
 
 std::unique_ptr<Timer> Loop::timer(Timer::Callback cb) {
+  checkLoopThread("Loop::timer()");
   return std::unique_ptr<Timer>(new Timer(*this, std::move(cb)));
 }
 
@@ -173,14 +189,19 @@ void Loop::post(std::function<void()> fn) {
 }
 
 void Loop::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
-  if (object) deferred_.push_back(std::move(object));
+  checkLoopThread("Loop::deferredDelete()");
+  if (!object) return;
+  deferred_.push_back(std::move(object));
+  pending_deletions_.set(deferred_.size());
 }
 
 void Loop::drainDeferred() {
+  checkLoopThread("Loop::drainDeferred()");
   if (draining_now_) return;  // a destructor deferring more: the outer drain loops
   draining_now_ = true;
   while (!deferred_.empty()) {
     draining_.swap(deferred_);
+    pending_deletions_.set(deferred_.size());
     for (auto& object : draining_)
       object.reset();  // FIFO, one by one
     draining_.clear();
@@ -189,6 +210,9 @@ void Loop::drainDeferred() {
 }
 
 void Loop::run() {
+  bindIfUnbound();
+  checkLoopThread("Loop::run()");
+  running_.store(true, std::memory_order_relaxed);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(post_mutex_);
@@ -202,6 +226,7 @@ void Loop::run() {
     runActivated();
     drainDeferred();
   }
+  running_.store(false, std::memory_order_relaxed);
 }
 
 void Loop::stop() {
@@ -212,20 +237,53 @@ void Loop::stop() {
   backendWakeup();
 }
 
+bool Loop::isLoopThread() const {
+  const std::thread::id bound = loop_thread_.load(std::memory_order_acquire);
+  return bound == std::thread::id{} || bound == std::this_thread::get_id();
+}
+
+void Loop::bindToCurrentThread() {
+  assert((!running_.load(std::memory_order_relaxed) || isLoopThread()) &&
+         "bindToCurrentThread() while run() is active on another thread");
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+}
+
+void Loop::bindIfUnbound() {
+  // One relaxed load per dispatch; the store happens once per loop.
+  if (loop_thread_.load(std::memory_order_relaxed) == std::thread::id{}) {
+    loop_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+  }
+}
+
+void Loop::checkLoopThread([[maybe_unused]] const char* what) const {
+#ifndef NDEBUG
+  if (!isLoopThread()) offLoopThread(what);
+#endif
+}
+
+void Loop::offLoopThread(const char* what) const {
+  // No name(): this may run inside ~Loop, where the backend is gone.
+  std::ostringstream msg;
+  msg << "h2loop: " << what << " called off the loop's thread (bound to thread "
+      << loop_thread_.load() << ", called from thread " << std::this_thread::get_id() << ")\n";
+  std::fputs(msg.str().c_str(), stderr);
+  std::abort();
+}
+
 bool Loop::hasPendingWork() const {
-  if (!deferred_.empty() || activations_pending_ != 0) return true;
+  if (!deferred_.empty() || activations_pending_.get() != 0) return true;
   std::lock_guard<std::mutex> lock(post_mutex_);
   return !posted_.empty() || stop_requested_;
 }
 
 LoopStats Loop::stats() const {
   LoopStats s;
-  s.watches = watches_;
-  s.registered = registered_;
-  s.timers = timers_;
-  s.armed_timers = timer_heap_->size();
-  s.pending_deletions = deferred_.size();
-  s.pending_activations = activations_pending_;
+  s.watches = watches_.get();
+  s.registered = registered_.get();
+  s.timers = timers_.get();
+  s.armed_timers = armed_timers_.get();
+  s.pending_deletions = pending_deletions_.get();
+  s.pending_activations = activations_pending_.get();
   std::lock_guard<std::mutex> lock(post_mutex_);
   s.pending_posts = posted_.size();
   return s;
@@ -235,6 +293,8 @@ LoopStats Loop::stats() const {
 // destroys its own watch or timer can go on using its captures; it is moved
 // back only if the object survived.
 void Loop::dispatchIo(IoWatch* w, uint32_t ready) {
+  bindIfUnbound();
+  checkLoopThread("Loop::dispatchIo()");
   if (!w->closed_) {
     IoWatch::Callback cb = std::move(w->cb_);
     bool destroyed = false;
@@ -249,6 +309,8 @@ void Loop::dispatchIo(IoWatch* w, uint32_t ready) {
 }
 
 void Loop::runExpiredTimers() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runExpiredTimers()");
   TimerHeap& heap = *timer_heap_;
   if (heap.empty()) return;
   const uint64_t horizon = timer_sequence_;
@@ -256,6 +318,7 @@ void Loop::runExpiredTimers() {
     Timer* t = heap.top();
     if (t->deadline_ > now_ || t->sequence_ > horizon) break;
     heap.remove(t);
+    armed_timers_.set(heap.size());
     t->armed_ = false;
     Timer::Callback cb = std::move(t->cb_);
     bool destroyed = false;
@@ -270,6 +333,8 @@ void Loop::runExpiredTimers() {
 }
 
 void Loop::runActivated() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runActivated()");
   // Only the slots queued before this call: a watch that re-activates itself
   // waits for the next iteration, after the next poll for I/O.
   const size_t batch = activated_.size();
@@ -279,7 +344,7 @@ void Loop::runActivated() {
     activated_[i] = nullptr;
     const uint32_t ready = w->activated_;
     w->activated_ = 0;
-    --activations_pending_;
+    activations_pending_.sub(1);
     dispatchIo(w, ready);
   }
   // Queued meanwhile: move to the front, slots renumbered.
@@ -294,6 +359,8 @@ const Clock::time_point* Loop::nextDeadline() const {
 }
 
 void Loop::runPosted() {
+  bindIfUnbound();
+  checkLoopThread("Loop::runPosted()");
   std::vector<std::function<void()>> batch;
   {
     std::lock_guard<std::mutex> lock(post_mutex_);

@@ -10,8 +10,17 @@
 //
 // Threading: a Loop and everything created from it (watches, timers,
 // deferred deletions) belong to the thread that runs it. The only members
-// callable from any thread are post(), stop() and wakeup-free reads of
-// stats() taken as a snapshot. Nothing else is synchronised.
+// callable from any thread are post(), stop(), stats() and isLoopThread():
+// stats' counters are atomics written by the loop's thread alone
+// (detail::LoopCounter), so a read never blocks or wakes the loop. Nothing
+// else is synchronised. The loop's thread is bound by the first run(), or,
+// for a loop someone else drives (libevent embedding: the application's
+// thread runs event_base_dispatch and never calls run()), by the first
+// callback the backend dispatches; bindToCurrentThread() hands it over.
+// Before that any thread may set the loop up (a worker built on the main
+// thread and started on its own). Debug builds (NDEBUG unset) abort with a
+// message when a loop-affine call comes from another thread; release builds
+// check nothing.
 //
 // Writing a backend for your own loop
 // -----------------------------------
@@ -35,6 +44,7 @@
 //     backend that can be driven by someone else's loop (libevent embedding)
 //     overrides backendActivated() to get runActivated() called soon.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +52,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace h2loop::ev {
@@ -81,6 +92,29 @@ enum class DetachOutcome {
 std::string_view toString(DetachOutcome outcome);
 
 class Loop;
+
+namespace detail {
+// A counter with one writer (the loop's thread) and readers on any thread
+// (Loop::stats()). The writer does a relaxed load and a relaxed store, never
+// a read-modify-write, so on the hot path (a watch or timer per connection,
+// an arm per request) it compiles to the same plain load/add/store as a
+// size_t member: no locked instruction, no fence. Correct only because every
+// write happens on the loop's thread (see "Threading" above).
+class LoopCounter {
+ public:
+  void add(size_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(size_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  void set(size_t n) { value_.store(n, std::memory_order_relaxed); }
+  [[nodiscard]] size_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<size_t> value_{0};
+};
+}  // namespace detail
 
 // A registration of interest in one fd. Created by Loop::watch(); owned by
 // the caller through std::unique_ptr. It does not own the fd: the owner closes
@@ -198,6 +232,11 @@ class Loop {
   // deferredDelete() take theirs with them.
   virtual ~Loop();
 
+  // Loop-affine (debug builds assert isLoopThread()): watch(), timer(),
+  // deferredDelete(), run(), drainDeferred(), and IoWatch::setInterest /
+  // close / activate, Timer::arm / cancel and both destructors. Any thread:
+  // post(), stop(), stats(), isLoopThread(), bindToCurrentThread().
+
   // Watches `fd` with `interest`. On a registration failure (fd -1, EBADF)
   // the watch is still returned, unregistered (it never calls back), with
   // registrationError() set: its owner closes through the same path as every
@@ -214,7 +253,8 @@ class Loop {
   void deferredDelete(std::unique_ptr<DeferredDeletable> object);
 
   // Runs until stop(). Returns immediately if stop() was called before (the
-  // request is consumed).
+  // request is consumed). The first call binds the loop to the calling
+  // thread; later calls must come from that thread.
   void run();
   // Makes run() return after the current callback. Any thread.
   void stop();
@@ -224,11 +264,27 @@ class Loop {
   void updateNow() { now_ = Clock::now(); }
 
   [[nodiscard]] virtual std::string_view name() const = 0;
+  // Any thread, lock-free except pending_posts (the post mutex). Each field
+  // is exact at the instant it is read; fields are read one after another,
+  // so while the loop runs they need not describe the same instant (e.g.
+  // armed_timers may count a timer created after `timers` was read).
   [[nodiscard]] LoopStats stats() const;
 
   // Runs the deferred deletions now. Backends call it after each callback;
   // it is public for embedders that drive the loop themselves.
   void drainDeferred();
+
+  // True when the calling thread may make loop-affine calls: the loop's
+  // thread is not bound yet (set-up), or it is the calling thread. Any
+  // thread.
+  [[nodiscard]] bool isLoopThread() const;
+  // Makes the calling thread the loop's thread: hands the loop over once
+  // its thread is done with it, e.g. to the thread that joined a worker and
+  // now destroys it, or to the thread that will dispatch an embedded base.
+  // The previous thread's last use must happen-before this call (join) and
+  // it must not touch the loop again. Debug builds assert that run() is not
+  // active on another thread.
+  void bindToCurrentThread();
 
  protected:
   Loop();
@@ -286,10 +342,22 @@ class Loop {
  private:
   friend class IoWatch;
   friend class Timer;
+  // Debug builds: aborts with `what` unless isLoopThread(). Release: nothing.
+  void checkLoopThread(const char* what) const;
+  [[noreturn]] void offLoopThread(const char* what) const;
+  // Binds the calling thread if none is bound yet: at run(), and at every
+  // dispatch (an embedded loop is never run(); its first callback binds it).
+  void bindIfUnbound();
+
+  std::atomic<std::thread::id> loop_thread_{};  // std::thread::id{}: not bound yet
+  std::atomic<bool> running_{false};            // inside run()
   Clock::time_point now_;
-  size_t watches_ = 0;
-  size_t registered_ = 0;
-  size_t timers_ = 0;
+  // Read by stats() on any thread; written on the loop's thread only.
+  detail::LoopCounter watches_;
+  detail::LoopCounter registered_;
+  detail::LoopCounter timers_;
+  detail::LoopCounter armed_timers_;       // mirrors timer_heap_->size()
+  detail::LoopCounter pending_deletions_;  // mirrors deferred_.size()
   uint64_t timer_sequence_ = 0;
   std::unique_ptr<TimerHeap> timer_heap_;
 
@@ -300,7 +368,7 @@ class Loop {
   // Queued by IoWatch::activate, in order; a dropped activation leaves a
   // null slot (O(1)), swept by the next runActivated().
   std::vector<IoWatch*> activated_;
-  size_t activations_pending_ = 0;  // non-null slots
+  detail::LoopCounter activations_pending_;  // non-null slots
 
   mutable std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;  // guarded by post_mutex_

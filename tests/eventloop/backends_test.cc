@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "eventloop/custom/epoll_loop.h"
 #include "eventloop/libevent/libevent_loop.h"
 #include "eventloop/loop_contract.h"
@@ -105,6 +107,29 @@ TEST(LibeventEmbedding, ActivationsRunWhenTheApplicationDrivesTheBase) {
   event_base_free(base);
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+// An embedded loop is never run(): the application's thread that dispatches
+// the base becomes the loop's thread at the first callback.
+TEST(LibeventEmbedding, TheDispatchingThreadBecomesTheLoopThread) {
+  event_base* base = event_base_new();
+  ASSERT_NE(base, nullptr);
+  {
+    auto loop = ev::makeLibeventLoop(base);
+    bool on_loop_thread = false;
+    auto t = loop->timer([&] {
+      on_loop_thread = loop->isLoopThread();
+      event_base_loopbreak(base);
+    });
+    t->arm(std::chrono::milliseconds(1));  // set-up here, before any dispatch
+    std::thread app([base] { event_base_dispatch(base); });
+    app.join();
+    EXPECT_TRUE(on_loop_thread);
+    EXPECT_FALSE(loop->isLoopThread()) << "bound to the application's thread";
+    loop->bindToCurrentThread();  // that thread is joined: take the loop back
+    t.reset();
+  }
+  event_base_free(base);
 }
 
 }  // namespace

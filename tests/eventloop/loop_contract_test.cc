@@ -520,6 +520,96 @@ TEST_P(LoopContract, StatsCountLiveObjects) {
   EXPECT_EQ(s.armed_timers, 0u);
 }
 
+// stats() is the one read allowed from any thread (a monitoring thread, a
+// test polling a server's worker). Every counter changes on the loop thread
+// while it is read here; ThreadSanitizer checks that nothing races.
+TEST_P(LoopContract, StatsReadFromAnotherThreadWhileTheLoopChurns) {
+  struct Doomed : ev::DeferredDeletable {};
+  SocketPair sp;
+  std::atomic<bool> done{false};
+  std::promise<void> running;
+  int rounds = 0;
+  std::unique_ptr<ev::Timer> churn;
+  churn = loop_->timer([&] {
+    // One of everything a connection does: watch, timer, activation,
+    // interest change, close, deferred deletion.
+    auto w = loop_->watch(sp.fd[0], kRead, [](uint32_t) {});
+    auto t = loop_->timer([] {});
+    t->arm(1h);
+    w->activate(kRead);
+    (void)w->setInterest(kRead | kWrite);
+    (void)w->close();
+    loop_->deferredDelete(std::make_unique<Doomed>());
+    if (++rounds == 1) running.set_value();
+    if (rounds == 2000) {
+      loop_->stop();
+      return;
+    }
+    churn->arm(0ms);
+  });
+  churn->arm(0ms);
+  std::thread reader([&] {
+    running.get_future().wait();
+    size_t seen = 0;
+    do {
+      const ev::LoopStats s = loop_->stats();
+      seen += s.watches + s.registered + s.timers + s.armed_timers + s.pending_deletions +
+              s.pending_activations + s.pending_posts;
+    } while (!done.load());
+    EXPECT_GT(seen, 0u);
+  });
+  loop_->run();
+  done = true;
+  reader.join();
+  churn.reset();
+  EXPECT_EQ(rounds, 2000);
+}
+
+// Thread affinity (loop.h, "Threading"): set-up from any thread until the
+// first run() binds the loop; then only that thread, until a hand-over.
+TEST_P(LoopContract, FirstRunBindsTheLoopThreadAndBindToCurrentThreadHandsItOver) {
+  bool on_loop_thread = false;
+  std::promise<void> fired;
+  auto t = loop_->timer([&] {
+    on_loop_thread = loop_->isLoopThread();
+    fired.set_value();
+  });
+  t->arm(0ms);  // set-up on this thread, which never runs the loop: allowed
+  EXPECT_TRUE(loop_->isLoopThread()) << "not bound before the first run()";
+  std::thread runner([&] { loop_->run(); });
+  fired.get_future().wait();
+  EXPECT_FALSE(loop_->isLoopThread()) << "bound to the runner";
+  loop_->stop();  // any thread
+  runner.join();
+  EXPECT_TRUE(on_loop_thread);
+  EXPECT_FALSE(loop_->isLoopThread()) << "the binding outlives run()";
+  loop_->bindToCurrentThread();  // the runner is joined: hand over
+  EXPECT_TRUE(loop_->isLoopThread());
+  t.reset();  // loop-affine: legal only after the hand-over
+}
+
+// Debug builds abort on a loop-affine call from a thread that is not the
+// loop's, like Envoy's ASSERT(isThreadSafe()).
+TEST_P(LoopContract, LoopAffineCallFromAnotherThreadAbortsInDebugBuilds) {
+#ifdef NDEBUG
+  GTEST_SKIP() << "thread affinity is asserted in debug builds only";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the statement starts a thread
+  EXPECT_DEATH(
+      {
+        auto t = loop_->timer([] {});
+        std::promise<void> running;
+        loop_->post([&] { running.set_value(); });
+        std::thread runner([&] { loop_->run(); });
+        running.get_future().wait();
+        t->arm(1ms);  // from this thread while `runner` runs the loop
+        loop_->stop();
+        runner.join();
+      },
+      "Timer::arm\\(\\) called off the loop's thread");
+#endif
+}
+
 TEST_P(LoopContract, LoopDestroyedWithClosesPendingFreesEverything) {
   int destroyed = 0;
   constexpr int kOwners = 50;
