@@ -160,6 +160,21 @@ class RawConn:
             f.flags.add("END_HEADERS")
         return f.serialize()
 
+    @classmethod
+    def header_block_frames(cls, sid, block, size=16384, end_stream=True):
+        """`block` as one HEADERS frame and as many CONTINUATIONs as it takes
+        at `size` bytes each, END_HEADERS on the last."""
+        frames, first = b"", True
+        while block or first:
+            piece, block = block[:size], block[size:]
+            if first:
+                frames += cls.headers_frame(sid, piece, end_stream=end_stream,
+                                            end_headers=not block)
+                first = False
+            else:
+                frames += cls.continuation_frame(sid, piece, end_headers=not block)
+        return frames
+
     @staticmethod
     def rst_frame(sid, code=CANCEL):
         return RstStreamFrame(sid, error_code=code).serialize()

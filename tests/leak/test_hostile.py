@@ -145,15 +145,7 @@ class HostileFrames(HostileCase):
     def assert_stream_refused_connection_usable(self, extra):
         c = RawConn(self.server)
         block = c.header_block("/index.html", extra=extra)
-        frames, first = b"", True
-        while block or first:
-            piece, block = block[:16384], block[16384:]
-            if first:
-                frames += c.headers_frame(1, piece, end_stream=True, end_headers=not block)
-                first = False
-            else:
-                frames += c.continuation_frame(1, piece, end_headers=not block)
-        self.assertTrue(c.send(frames))
+        self.assertTrue(c.send(c.header_block_frames(1, block)))
         self.assertTrue(c.read_until(lambda c: 1 in c.resets or 1 in c.statuses, timeout=5),
                         "no answer to the oversized request")
         if 1 in c.statuses:
@@ -307,14 +299,7 @@ class ConnectionErrors(HostileCase):
         block = c.header_block("/index.html", extra=[("x-big-%03d" % i, "b" * 4000)
                                                      for i in range(135)])
         self.assertGreater(len(block), 390_000)
-        frames, first = b"", True
-        while block:
-            piece, block = block[:16384], block[16384:]
-            if first:
-                frames += c.headers_frame(1, piece, end_stream=True, end_headers=not block)
-                first = False
-            else:
-                frames += c.continuation_frame(1, piece, end_headers=not block)
+        frames = c.header_block_frames(1, block)
         c.send(frames)  # may fail part-way: the server stops taking frames at some point
         self.assert_goaway_then_eof(c, ENHANCE_YOUR_CALM, within=2)
         c.close()
