@@ -135,12 +135,24 @@ class Server:
                 break
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        self.metrics()
-        # The idle descriptor table: everything but the asking connection
-        # (and file-cache descriptors, of which there are none before the
-        # first file is served).
-        self.fds_baseline = {fd: e for fd, e in self.fd_table().items()
-                             if e.kind not in ("tcp", "file")}
+        # The idle descriptor table: everything but connections (the asking
+        # one, and the one before it, which may still be on its way out: a
+        # socket the peer reset is in no TCP table until the server closes
+        # it) and file-cache descriptors (none before the first file is
+        # served). Taken when two reads agree and only the asker is open.
+        previous = None
+        deadline = time.monotonic() + 10
+        while True:
+            m = self.metrics()
+            table = {fd: e for fd, e in self.fd_table().items()
+                     if e.kind not in ("tcp", "socket", "file")}
+            seen = {fd: e.identity() for fd, e in table.items()}
+            if m["h2loop_connections_active"] == 1 and seen == previous:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("h2loop's descriptor table did not settle: %s" % table)
+            previous = seen
+        self.fds_baseline = table
         return self
 
     def _readline(self, deadline):
