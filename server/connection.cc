@@ -354,6 +354,8 @@ bool Connection::flush() {
 // Output is pending somewhere: in out_, or still inside the protocol (the kernel
 // may take bytes yet not report writability until a third of its buffer is
 // free, so out_ can be empty while a stalled reader holds everything up).
+// Before the client's first bytes the protocol's output is held back (see
+// writeOutput()): it never leaves, so it does not count.
 bool Connection::wantsToWrite() const {
   return !outputSent() || (got_input_ && protocol_ && protocol_->wantWrite());
 }
@@ -469,15 +471,9 @@ void Connection::beginLingeringClose(Linger kind) {
   onLingerEvent();
 }
 
-bool Connection::allSent() const {
-  // Before the client's first bytes the session's output is held back (see
-  // writeOutput()): it never leaves, so it is not waited for.
-  return outputSent() && (!got_input_ || !protocol_ || !protocol_->wantWrite());
-}
-
 void Connection::onLingerEvent() {
   // The GOAWAY (and what was queued before it) may still be on its way.
-  if (!allSent()) {
+  if (wantsToWrite()) {
     writeOutput();
     if (!open()) return;
   }
@@ -486,7 +482,7 @@ void Connection::onLingerEvent() {
 }
 
 void Connection::lingerStep() {
-  const bool sent = allSent();
+  const bool sent = !wantsToWrite();
   const auto now = worker_.loop().now();
   const bool fin_pending = linger_ != Linger::kWaitForClient && !fin_sent_;
   if (fin_pending && sent && now >= fin_at_) {

@@ -78,7 +78,7 @@ class Connection final : public ev::DeferredDeletable {
   void onTimer();
   void handshakeStep();
   void startSession();
-  // Reads what is available (bounded per event) into the session. Reading
+  // Reads what is available (bounded per event) into the protocol. Reading
   // goes on while output is above the watermark: the protocol bounds what input
   // can queue without our output moving (flow control for DATA, concurrency
   // for streams, max_outbound_ack for SETTINGS/PING acknowledgements), and a
@@ -96,8 +96,6 @@ class Connection final : public ev::DeferredDeletable {
   // Sends our FIN once everything is out and it is due; re-arms interest and
   // the timer for whatever the lingering connection waits for next.
   void lingerStep();
-  // Everything produced, by the session too, has reached the socket.
-  [[nodiscard]] bool allSent() const;
   void noteBuffered();
   [[nodiscard]] bool wantsToWrite() const;
   // Everything produced has reached the socket: out_ is empty and the transport holds no
