@@ -152,9 +152,11 @@ Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig&
   nghttp2_option_set_max_continuations(opt, config_.max_continuations);
   nghttp2_option_set_max_settings(opt, config_.max_settings);
   nghttp2_option_set_max_outbound_ack(opt, config_.max_outbound_ack);
-  // Defaults kept on purpose: automatic WINDOW_UPDATE (bodies are handed to
-  // the handler at once) and HTTP messaging validation.
-  nghttp2_option_set_no_auto_window_update(opt, 0);
+  // Flow-control credit is returned by us (onDataChunkRecv): at once for the
+  // connection, and for a stream when its handler has consumed the bytes
+  // (Stream::holdWindow()), so a paused upload stops its client without
+  // blocking the connection's other streams. HTTP messaging validation kept.
+  nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_no_http_messaging(opt, 0);
 
   nghttp2_session* raw = nullptr;
@@ -508,23 +510,50 @@ void Session::onLibraryError(int lib_error_code, std::string_view message) {
 }
 
 int Session::onDataChunkRecv(int32_t stream_id, const uint8_t* data, size_t len) {
+  // The connection's window always comes back: one held stream must not
+  // stall the others (padding and ignored DATA nghttp2 consumes itself).
+  int rv = nghttp2_session_consume_connection(ngh_.get(), len);
+  if (nghttp2_is_fatal(rv)) return fail(rv, "nghttp2_session_consume_connection");
   Stream* s = findStream(stream_id);
   if (s == nullptr) return 0;
   s->request_body_bytes_ += len;
+  if (!s->hold_window_) {
+    rv = nghttp2_session_consume_stream(ngh_.get(), stream_id, len);
+    if (nghttp2_is_fatal(rv)) return fail(rv, "nghttp2_session_consume_stream");
+  }
   handler_.onRequestData(*s, data, len);
   return 0;
+}
+
+void Session::consumeStream(Stream& s, size_t len) {
+  if (ngh_ == nullptr || len == 0) return;
+  const int rv = nghttp2_session_consume_stream(ngh_.get(), s.id_, len);
+  if (nghttp2_is_fatal(rv)) (void)fail(rv, "nghttp2_session_consume_stream");
+}
+
+SubmitResult Session::resetStream(Stream& s, uint32_t error_code) {
+  if (ngh_ == nullptr) return SubmitResult::kClosed;
+  const int rv = nghttp2_submit_rst_stream(ngh_.get(), NGHTTP2_FLAG_NONE, s.id_, error_code);
+  if (rv != 0) {
+    if (nghttp2_is_fatal(rv)) (void)fail(rv, "nghttp2_submit_rst_stream");
+    return SubmitResult::kFailed;
+  }
+  return SubmitResult::kOk;
 }
 
 int Session::onStreamClose(int32_t stream_id, uint32_t error_code) {
   Stream* s = findStream(stream_id);
   if (s == nullptr) return 0;  // refused stream
-  // STYLE #10 order. Flow-control window needs no return: nghttp2 consumes
-  // received DATA automatically.
+  // STYLE #10 order. Window credit a held stream never returned needs no
+  // return: nghttp2 forgets the stream, and the connection's was returned.
   (void)nghttp2_session_set_stream_user_data(ngh_.get(), stream_id, nullptr);
   unlink(*s);
   s->session_ = nullptr;
   s->closed_ = true;
   s->close_error_code_ = error_code;
+  // nghttp2 reads the file no more: its descriptor goes back now, not when
+  // the last holder (maybe an application's handle) lets the stream go.
+  s->dropFile();
   handler_.onStreamClosed(*s, error_code);
   s->session_held_ = false;
   s->release();  // back to the pool unless an async holder remains
@@ -648,6 +677,20 @@ SubmitResult Session::submitResponse(Stream& s, int status, std::span<const Head
   return SubmitResult::kOk;
 }
 
+bool Session::submitTrailers(Stream& s, uint32_t* data_flags) {
+  if (s.trailers_.empty()) return true;
+  nghttp2_nv nva[kMaxResponseHeaders];
+  size_t n = 0;
+  for (const HeaderField& f : s.trailers_) {
+    if (n == kMaxResponseHeaders) break;
+    nva[n++] = makeNv(f.name, f.value, NGHTTP2_NV_FLAG_NONE);  // nghttp2 copies them
+  }
+  *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  const int rv = nghttp2_submit_trailer(ngh_.get(), s.id_, nva, n);
+  s.trailers_.clear();
+  return rv == 0;
+}
+
 void Session::resumeData(Stream& s) {
   if (!s.deferred_ || ngh_ == nullptr) return;
   s.deferred_ = false;
@@ -671,6 +714,7 @@ ssize_t Session::onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* da
       if (avail == 0) {
         if (s.body_ended_) {
           *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+          if (!submitTrailers(s, data_flags)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
           return 0;
         }
         s.deferred_ = true;  // appendBody()/endBody() resume it
@@ -682,7 +726,14 @@ ssize_t Session::onDataRead(Stream& s, uint8_t* buf, size_t length, uint32_t* da
       if (s.body_offset_ == s.body_.size()) {
         s.body_.clear();
         s.body_offset_ = 0;
-        if (s.body_ended_) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (s.body_ended_) {
+          *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+          if (!submitTrailers(s, data_flags)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+      }
+      if (s.drain_notify_ && s.bufferedBody() <= s.drain_threshold_) {
+        s.drain_notify_ = false;
+        handler_.onStreamDrained(s);
       }
       return static_cast<ssize_t>(n);
     }

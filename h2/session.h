@@ -89,6 +89,10 @@ class SessionHandler {
     (void)stream;
     (void)error_code;
   }
+  // A streamed body asked to be told (Stream::notifyWhenDrained()) and its
+  // queued bytes fell to the threshold. Runs inside produce(): only note it
+  // here; appending from inside is not allowed.
+  virtual void onStreamDrained(Stream& stream) { (void)stream; }
 };
 
 enum class SessionStatus {
@@ -190,6 +194,12 @@ class Session {
                                             std::span<const Header> headers,
                                             const ResponseBody& body);
 
+  // Returns `len` bytes of flow-control credit of a stream that holds its
+  // window (Stream::holdWindow()); a WINDOW_UPDATE follows.
+  void consumeStream(Stream& stream, size_t len);
+  // RST_STREAM(error_code) for an open stream.
+  [[nodiscard]] SubmitResult resetStream(Stream& stream, uint32_t error_code);
+
   // Graceful shutdown, step 1: GOAWAY with last-stream-id 2^31-1.
   [[nodiscard]] bool shutdownNotice();
   // Step 2 (about one RTT later): GOAWAY with the last processed stream id;
@@ -250,6 +260,8 @@ class Session {
 
   // Wakes a deferred data source (streamed bodies).
   void resumeData(Stream& s);
+  // The stream's trailers, if any, from inside its data source at EOF.
+  bool submitTrailers(Stream& s, uint32_t* data_flags);
   [[nodiscard]] Stream* findStream(int32_t stream_id) const;
   void link(Stream& s);
   void unlink(Stream& s);

@@ -58,11 +58,7 @@ void Stream::addField(const uint8_t* name, size_t namelen, const uint8_t* value,
 void Stream::recycle() {
   assert(refs_ == 0);
   assert(session_ == nullptr && prev_ == nullptr && next_ == nullptr);
-  if (file_ != nullptr) {
-    FileHandle* f = file_;
-    file_ = nullptr;
-    f->release();
-  }
+  dropFile();
   session_held_ = false;
   id_ = 0;
   closed_ = false;
@@ -71,6 +67,10 @@ void Stream::recycle() {
   discard_body_ = false;
   body_ended_ = false;
   deferred_ = false;
+  hold_window_ = false;
+  drain_notify_ = false;
+  drain_threshold_ = 0;
+  trailers_.clear();
   close_error_code_ = 0;
   method_.clear();
   path_.clear();
@@ -121,10 +121,32 @@ SubmitResult Stream::appendBody(std::string_view bytes) {
   return SubmitResult::kOk;
 }
 
-SubmitResult Stream::endBody() {
+void Stream::dropFile() {
+  if (file_ != nullptr) {
+    FileHandle* f = file_;
+    file_ = nullptr;
+    f->release();
+  }
+}
+
+SubmitResult Stream::reset(uint32_t error_code) {
+  if (session_ == nullptr) return SubmitResult::kClosed;
+  return session_->resetStream(*this, error_code);
+}
+
+void Stream::consume(size_t len) {
+  if (session_ != nullptr) session_->consumeStream(*this, len);
+}
+
+SubmitResult Stream::endBody(std::span<const Header> trailers) {
   if (session_ == nullptr) return SubmitResult::kClosed;
   if (!response_submitted_ || body_kind_ != ResponseBody::Kind::kStreamed || body_ended_) {
     return discard_body_ && response_submitted_ ? SubmitResult::kOk : SubmitResult::kBadState;
+  }
+  if (trailers.size() > Session::kMaxResponseHeaders) return SubmitResult::kInvalid;
+  if (!discard_body_) {
+    for (const Header& h : trailers)
+      trailers_.push_back(HeaderField{std::string(h.name), std::string(h.value)});
   }
   body_ended_ = true;
   session_->resumeData(*this);

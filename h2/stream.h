@@ -153,8 +153,26 @@ class Stream {
   // it was deferred. The caller bounds what it appends (see bufferedBody());
   // the stream does not. For HEAD requests the bytes are discarded.
   [[nodiscard]] SubmitResult appendBody(std::string_view bytes);
-  // Ends a streamed body (END_STREAM after the buffered bytes).
-  [[nodiscard]] SubmitResult endBody();
+  // Ends a streamed body (END_STREAM after the buffered bytes, or after the
+  // trailers when there are any; their views are copied).
+  [[nodiscard]] SubmitResult endBody(std::span<const Header> trailers = {});
+  // Resets the stream (RST_STREAM error_code); kClosed once closed.
+  [[nodiscard]] SubmitResult reset(uint32_t error_code);
+  // Tells the session's handler (onStreamDrained) once the queued streamed
+  // bytes fall to `threshold` (one notification per call).
+  void notifyWhenDrained(size_t threshold) {
+    drain_notify_ = true;
+    drain_threshold_ = threshold;
+  }
+
+  // --- request body flow control ---
+  // From now on the stream's window is returned only by consume(): a
+  // handler that stops consuming stops the client once the window is spent.
+  // Call in onRequest(). (The connection's window is always returned.)
+  void holdWindow() { hold_window_ = true; }
+  [[nodiscard]] bool holdsWindow() const { return hold_window_; }
+  // Returns `len` bytes of window to the client; no-op once closed.
+  void consume(size_t len);
   // Streamed/in-memory body bytes not yet handed to nghttp2.
   [[nodiscard]] size_t bufferedBody() const { return body_.size() - body_offset_; }
 
@@ -167,6 +185,8 @@ class Stream {
 
   // Returns the stream to its initial state; drops the FileHandle reference.
   void recycle();
+  // Drops the FileHandle reference (at close: nothing reads the file any more).
+  void dropFile();
   void addField(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen);
 
   StreamPool* pool_;  // nullptr once orphaned by a destroyed pool
@@ -186,6 +206,9 @@ class Stream {
   bool discard_body_ = false;  // HEAD, 204, 304: body suppressed
   bool body_ended_ = false;
   bool deferred_ = false;  // data source returned NGHTTP2_ERR_DEFERRED
+  bool hold_window_ = false;
+  bool drain_notify_ = false;
+  size_t drain_threshold_ = 0;
   uint32_t close_error_code_ = 0;
 
   std::string method_;
@@ -206,7 +229,8 @@ class Stream {
   // cycles up to kMaxRetainedBody.
   std::unique_ptr<char[]> response_headers_;
   size_t response_headers_capacity_ = 0;
-  std::string body_;  // kBytes and kStreamed
+  std::string body_;                   // kBytes and kStreamed
+  std::vector<HeaderField> trailers_;  // sent after a streamed body
   size_t body_offset_ = 0;
   FileHandle* file_ = nullptr;  // one reference held while non-null
   uint64_t file_offset_ = 0;

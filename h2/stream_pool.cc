@@ -14,9 +14,10 @@ StreamPool::StreamPool(size_t capacity) : capacity_(capacity) {
 }
 
 StreamPool::~StreamPool() {
-  assert(in_use_ == 0 && "StreamPool destroyed with streams in use");
-  // Release builds: streams still referenced are orphaned instead of freed
-  // under their holders; they delete themselves on their last release.
+  // Streams still referenced (an application's handle outlived the server)
+  // are orphaned instead of freed under their holders: closed, they delete
+  // themselves on their last release, wherever that happens (the holder
+  // serialises it with the pool's destruction; see http::detail::Anchor).
   for (auto& s : all_) {
     if (s->refs_ != 0) {
       s->pool_ = nullptr;

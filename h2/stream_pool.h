@@ -16,9 +16,8 @@ namespace h2loop::h2 {
 // the owning loop thread.
 //
 // Streams are created lazily up to capacity() and never freed until the pool
-// is destroyed. Destroying the pool while streams are in use is a bug
-// (asserted in debug builds); in release builds those streams are orphaned
-// and delete themselves on their last release.
+// is destroyed. Streams still referenced then (by an application's handle)
+// are orphaned and delete themselves on their last release.
 class StreamPool {
  public:
   explicit StreamPool(size_t capacity);
