@@ -33,6 +33,9 @@ namespace h2loop::net {
 // Descriptors open in this process (/proc/self/fd, not counting the one used
 // to list it); -1 if it cannot be read.
 [[nodiscard]] int64_t countOpenFds();
+// The peer of a connected socket: "127.0.0.1:54321", "[::1]:54321"; empty
+// when it cannot be had (not connected any more).
+[[nodiscard]] std::string peerAddress(int fd);
 
 struct [[nodiscard]] ListenerResult {
   int fd = -1;        // non-blocking, close-on-exec listening socket; the caller owns it

@@ -435,4 +435,10 @@ std::string_view TlsTransport::cipherName() const {
   return cipher != nullptr ? SSL_CIPHER_get_name(cipher) : std::string_view{};
 }
 
+std::string_view TlsTransport::serverName() const {
+  const char* name =
+      ssl_ != nullptr ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return name != nullptr ? std::string_view(name) : std::string_view{};
+}
+
 }  // namespace h2loop::net

@@ -64,6 +64,7 @@ class TlsTransport final : public Transport {
   void releaseIdleBuffers() override;
 
   [[nodiscard]] std::string_view alpnProtocol() const override { return alpn_; }
+  [[nodiscard]] std::string_view serverName() const override;
   [[nodiscard]] std::string_view failureReason() const override { return failure_reason_; }
   [[nodiscard]] IoStatus failureStatus() const override { return failure_status_; }
   [[nodiscard]] bool isTls() const override { return true; }

@@ -127,6 +127,8 @@ class Transport {
 
   // "h2" after a TLS handshake negotiated it; empty for plain (h2c, prior knowledge).
   [[nodiscard]] virtual std::string_view alpnProtocol() const = 0;
+  // The server name the client sent (TLS SNI); empty for plain or none sent.
+  [[nodiscard]] virtual std::string_view serverName() const { return {}; }
   // Why the last terminal status (kFailed handshake, kEof, kReset, kError) happened, for logs,
   // e.g. "no ALPN h2 offered (client offered: http/1.1)", "tls: wrong version number",
   // "recv: Connection reset by peer". Empty while nothing went wrong.

@@ -4,10 +4,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "h2/session.h"
+#include "h2loop/http.h"
 
 namespace h2loop::server {
 
@@ -30,6 +32,14 @@ struct ServerConfig {
   size_t pool_capacity = 0;        // streams per worker; 0 = derived from the limits
   std::string metrics_path;        // empty: off
   bool access_log = false;
+  // What the server serves. Unset: metrics_path (when set) and the files of
+  // root at "/", which is what the h2loop binary serves.
+  std::shared_ptr<const Router> router;
+  // A streamed response's queued bytes before write() says kWouldBlock.
+  size_t stream_write_bound = 64 * 1024;
+  // From a request's headers to the start of its response (application
+  // routes); then 504. Zero: none.
+  std::chrono::milliseconds response_timeout{30'000};
 
   // Bounded output per connection (h2::OutputBuffer watermarks).
   size_t output_high_watermark = 64 * 1024;

@@ -194,7 +194,26 @@ void Connection::onTimer() {
   close(CloseReason::kIdleTimeout, true);
 }
 
+void Connection::wakeWriter() {
+  if (in_io_ || !watch_ || state_ == State::kClosed || state_ == State::kHandshake) return;
+  // Back on the next turn of the loop, as if writable: produce and write.
+  watch_->activate(ev::kWrite);
+}
+
+std::string Connection::peerAddress() const {
+  return fd_gone_ ? std::string{} : net::peerAddress(fd_);
+}
+
+std::string_view Connection::httpDate() {
+  return worker_.httpDate();
+}
+
 void Connection::onEvent(uint32_t ready) {
+  in_io_ = true;
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{in_io_};
   switch (state_) {
     case State::kHandshake:
       handshakeStep();
@@ -256,8 +275,9 @@ void Connection::handshakeStep() {
 
 void Connection::startSession() {
   // h2 (ALPN) or h2c by prior knowledge: the only protocol so far.
+  http::detail::ConnectionView& view = *this;
   auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
-                                            worker_.sessionAllocator(), worker_.service());
+                                            worker_.sessionAllocator(), worker_.service(), view);
   if (!h2->valid()) {
     spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
     close(CloseReason::kIoError, true);

@@ -6,6 +6,7 @@
 
 #include "eventloop/loop.h"
 #include "h2/output_buffer.h"
+#include "http/exchange.h"
 #include "net/transport.h"
 #include "server/counters.h"
 #include "server/protocol.h"
@@ -26,7 +27,7 @@ class Worker;
 // it releases every stream (Session), frees TLS (Transport), closes the fd
 // unless it had already vanished, and returns the connection's slot. No path
 // skips it: close() has no early return after the state check.
-class Connection final : public ev::DeferredDeletable {
+class Connection final : public ev::DeferredDeletable, private http::detail::ConnectionView {
  public:
   enum class State : uint8_t { kHandshake, kActive, kDraining, kLingering, kClosed };
 
@@ -74,6 +75,14 @@ class Connection final : public ev::DeferredDeletable {
   Connection* next_ = nullptr;
 
  private:
+  // http::detail::ConnectionView: what its requests' exchanges ask.
+  void wakeWriter() override;
+  [[nodiscard]] std::string peerAddress() const override;
+  [[nodiscard]] bool isTls() const override { return transport_->isTls(); }
+  [[nodiscard]] std::string_view alpn() const override { return transport_->alpnProtocol(); }
+  [[nodiscard]] std::string_view sni() const override { return transport_->serverName(); }
+  [[nodiscard]] std::string_view httpDate() override;
+
   void onEvent(uint32_t ready);
   void onTimer();
   void handshakeStep();
@@ -121,6 +130,9 @@ class Connection final : public ev::DeferredDeletable {
   bool goaway_sent_ = false;
   bool got_input_ = false;        // the client has sent something (its preface)
   bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one
+  // Inside onEvent()/startSession(), which produce and write before they
+  // return: output queued meanwhile needs no wake-up.
+  bool in_io_ = false;
   // Why a connection that we decided to end (idle timeout, the peer's
   // protocol error) is counted when its graceful end completes, including
   // when the peer closes first on our GOAWAY.

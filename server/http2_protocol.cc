@@ -17,14 +17,17 @@ constexpr std::string_view kHttp1Reply =
 }  // namespace
 
 Http2Protocol::Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
-                             std::shared_ptr<h2::SessionAllocator> allocator, Service& service)
-    : service_(service) {
+                             std::shared_ptr<h2::SessionAllocator> allocator, Service& service,
+                             http::detail::ConnectionView& conn)
+    : service_(service), conn_(conn) {
   h2::SessionHandler& handler = *this;
   session_ = std::make_unique<h2::Session>(pool, handler, config, std::move(allocator));
 }
 
 Http2Protocol::~Http2Protocol() {
   // Every stream still open is closed here (onStreamClosed → the Service).
+  destroying_ = true;
+  drained_.clear();
   session_.reset();
 }
 
@@ -50,6 +53,15 @@ ProtocolStatus Http2Protocol::produce(h2::OutputBuffer& out) {
     return ProtocolStatus::kOk;
   }
   const h2::ProduceResult r = session_->produce(out);
+  if (!drained_.empty()) {
+    // Writers may append now (not from inside produce()); what they queue
+    // goes out on the connection's next produce().
+    std::vector<h2::StreamRef> drained;
+    drained.swap(drained_);
+    for (h2::StreamRef& s : drained) {
+      if (!s->closed()) service_.onStreamDrained(*s);
+    }
+  }
   return r.status == h2::SessionStatus::kOk ? ProtocolStatus::kOk : ProtocolStatus::kFatal;
 }
 
@@ -83,11 +95,23 @@ void Http2Protocol::goaway() {
 }
 
 void Http2Protocol::onRequest(h2::Stream& stream, bool /*end_stream*/) {
-  service_.onRequest(stream);
+  service_.onRequest(stream, conn_);
+}
+
+void Http2Protocol::onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) {
+  service_.onRequestData(stream, data, len);
+}
+
+void Http2Protocol::onRequestEnd(h2::Stream& stream) {
+  service_.onRequestEnd(stream);
 }
 
 void Http2Protocol::onStreamClosed(h2::Stream& stream, uint32_t error_code) {
-  service_.onRequestClosed(stream, error_code);
+  service_.onRequestClosed(stream, error_code, destroying_);
+}
+
+void Http2Protocol::onStreamDrained(h2::Stream& stream) {
+  drained_.emplace_back(&stream);
 }
 
 }  // namespace h2loop::server

@@ -4,7 +4,10 @@
 #include <string>
 #include <string_view>
 
+#include <vector>
+
 #include "h2/session.h"
+#include "http/exchange.h"
 #include "server/protocol.h"
 
 namespace h2loop::server {
@@ -17,8 +20,10 @@ class Service;
 // readable 505 instead of binary SETTINGS and GOAWAY.
 class Http2Protocol final : public Protocol, private h2::SessionHandler {
  public:
+  // `conn`: the connection, as the requests' exchanges see it.
   Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
-                std::shared_ptr<h2::SessionAllocator> allocator, Service& service);
+                std::shared_ptr<h2::SessionAllocator> allocator, Service& service,
+                http::detail::ConnectionView& conn);
   ~Http2Protocol() override;
 
   // False when the session could not be created; lastError() says why.
@@ -39,12 +44,19 @@ class Http2Protocol final : public Protocol, private h2::SessionHandler {
  private:
   // h2::SessionHandler
   void onRequest(h2::Stream& stream, bool end_stream) override;
+  void onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) override;
+  void onRequestEnd(h2::Stream& stream) override;
   void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
+  void onStreamDrained(h2::Stream& stream) override;
 
   enum class Http1Reply : uint8_t { kNone, kQueued, kProduced };
 
   Service& service_;
+  http::detail::ConnectionView& conn_;
   Http1Reply http1_reply_ = Http1Reply::kNone;
+  bool destroying_ = false;  // streams closing now close with the connection
+  // Streamed responses that drained during produce(): told after it.
+  std::vector<h2::StreamRef> drained_;
   // Declared last: destroyed first, while the Service its onStreamClosed
   // callbacks reach is alive (the Service belongs to the worker anyway).
   std::unique_ptr<h2::Session> session_;

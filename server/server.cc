@@ -12,6 +12,16 @@ namespace h2loop::server {
 
 Server::Server(ServerConfig config, TransportFactory transport_factory)
     : config_(std::move(config)) {
+  init(std::move(transport_factory), nullptr);
+}
+
+Server::Server(ServerConfig config, ev::Loop& loop) : config_(std::move(config)) {
+  config_.workers = 1;
+  init(makeDefaultTransport, &loop);
+}
+
+void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
+  embedded_ = embedded;
   shared_.transport_factory = std::move(transport_factory);
   if (config_.listen.empty()) throw std::runtime_error("no --listen address given");
   if (config_.workers == 0) throw std::runtime_error("--workers must be at least 1");
@@ -27,6 +37,14 @@ Server::Server(ServerConfig config, TransportFactory transport_factory)
   }
   shared_.config = &config_;
   shared_.tls = tls_.get();
+  if (config_.router) {
+    shared_.routes = std::make_shared<http::RouteTable>(*config_.router);
+  } else {
+    Router r;
+    if (!config_.metrics_path.empty()) r.metrics(config_.metrics_path);
+    r.files("/", config_.root);
+    shared_.routes = std::make_shared<http::RouteTable>(std::move(r));
+  }
 
   // Listeners for every worker, made here so that "address in use" is a
   // start-up error. One worker: no SO_REUSEPORT, so a second server on the
@@ -53,7 +71,7 @@ Server::Server(ServerConfig config, TransportFactory transport_factory)
   }
   try {
     for (unsigned w = 0; w < config_.workers; ++w) {
-      workers_.push_back(std::make_unique<Worker>(shared_, w, fds[w]));
+      workers_.push_back(std::make_unique<Worker>(shared_, w, fds[w], embedded));
       fds[w].clear();
     }
   } catch (...) {
@@ -65,8 +83,12 @@ Server::Server(ServerConfig config, TransportFactory transport_factory)
 }
 
 Server::~Server() {
-  shutdown();
-  wait();
+  // Embedded: the application shut the server down (or destroys it with
+  // its connections; the worker closes them).
+  if (embedded_ == nullptr) {
+    shutdown();
+    wait();
+  }
 }
 
 void Server::start() {
@@ -74,7 +96,10 @@ void Server::start() {
     w->start();
 }
 
-void Server::shutdown() {
+void Server::shutdown(std::function<void()> done) {
+  if (embedded_ != nullptr && done) {
+    shared_.on_stopped = std::move(done);
+  }
   for (auto& w : workers_)
     w->requestShutdown();
 }

@@ -16,6 +16,9 @@ namespace h2loop::server {
 class Server {
  public:
   explicit Server(ServerConfig config, TransportFactory transport_factory = makeDefaultTransport);
+  // Embedded: one worker on the application's `loop` (config.workers and
+  // config.event_loop are ignored); see h2loop::Server.
+  Server(ServerConfig config, ev::Loop& loop);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -23,7 +26,8 @@ class Server {
   // Starts one thread per worker.
   void start();
   // Graceful shutdown of every worker: stop accepting, GOAWAY, drain. Any thread.
-  void shutdown();
+  // Embedded: `done` runs on the loop thread once the last connection is gone.
+  void shutdown(std::function<void()> done = nullptr);
   // Waits until every worker has finished.
   void wait();
 
@@ -34,7 +38,10 @@ class Server {
   [[nodiscard]] size_t workerCount() const { return workers_.size(); }
 
  private:
+  void init(TransportFactory transport_factory, ev::Loop* embedded);
+
   ServerConfig config_;
+  ev::Loop* embedded_ = nullptr;
   std::unique_ptr<net::TlsContext> tls_;
   ServerShared shared_;
   std::vector<uint16_t> ports_;

@@ -20,11 +20,30 @@ int64_t wallMillis() {
 
 }  // namespace
 
+Service::Service(Worker& worker, std::shared_ptr<const http::RouteTable> routes)
+    : worker_(worker),
+      routes_(std::move(routes)),
+      anchor_(std::make_shared<http::detail::Anchor>(worker.loop())) {
+  const ServerConfig& cfg = worker_.config();
+  const auto& all = routes_->routes();
+  files_.resize(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i].kind != Router::Route::Kind::kFiles) continue;
+    files_[i] = std::make_unique<StaticFiles>(
+        all[i].root, FileCacheConfig{cfg.file_cache_ttl_ms, cfg.file_cache_entries});
+    file_list_.push_back(files_[i].get());
+  }
+}
+
+Service::~Service() = default;
+
 Service::RequestRecord* Service::takeRecord() {
   if (free_records_.empty()) return new RequestRecord;
   RequestRecord* r = free_records_.back().release();
   free_records_.pop_back();
-  *r = RequestRecord{};
+  r->start = {};
+  r->status = 0;
+  r->bytes = 0;
   return r;
 }
 
@@ -32,27 +51,74 @@ Service::RequestRecord* Service::recordOf(h2::Stream& stream) {
   return static_cast<RequestRecord*>(stream.user());
 }
 
-void Service::onRequest(h2::Stream& stream) {
+void Service::onRequest(h2::Stream& stream, http::detail::ConnectionView& conn) {
   WorkerCounters& c = worker_.counters();
   c.requests_total.add(1);
   c.streams_active.add(1);
   RequestRecord* record = takeRecord();
   record->start = worker_.loop().now();
   stream.setUser(record);
-  const std::string& metrics = worker_.config().metrics_path;
-  if (!metrics.empty() && stream.path() == metrics &&
-      (stream.method() == "GET" || stream.method() == "HEAD")) {
-    serveMetrics(stream);
-  } else {
-    serveStatic(stream);
+
+  const std::string_view target = stream.path();
+  const http::RouteMatch m = routes_->match(stream.method(), target.substr(0, target.find('?')));
+  if (m.route == nullptr) {
+    serveError(stream, m.method_not_allowed ? 405 : 404, m.allow);
+    return;
   }
+  switch (m.route->kind) {
+    case Router::Route::Kind::kFiles:
+      serveStatic(stream, *files_[m.index], m.route->path);
+      return;
+    case Router::Route::Kind::kMetrics:
+      serveMetrics(stream);
+      return;
+    case Router::Route::Kind::kHandler:
+      break;
+  }
+  const ServerConfig& cfg = worker_.config();
+  http::detail::ExchangeConfig ec;
+  ec.write_bound = cfg.stream_write_bound;
+  ec.response_timeout = m.route->options.response_timeout.count() > 0
+                            ? ev::Duration(m.route->options.response_timeout)
+                            : ev::Duration(cfg.response_timeout);
+  record->exchange = http::detail::Exchange::make(anchor_, stream, conn, ec);
+  // Keep a reference for the call: the handler may end the stream.
+  std::shared_ptr<http::detail::Exchange> ex = record->exchange;
+  ex->run(m.route->handler);
 }
 
-void Service::onRequestClosed(h2::Stream& stream, uint32_t error_code) {
+void Service::onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) {
+  RequestRecord* record = recordOf(stream);
+  if (record != nullptr && record->exchange) record->exchange->onData(data, len);
+}
+
+void Service::onRequestEnd(h2::Stream& stream) {
+  RequestRecord* record = recordOf(stream);
+  if (record != nullptr && record->exchange) record->exchange->onEnd();
+}
+
+void Service::onStreamDrained(h2::Stream& stream) {
+  RequestRecord* record = recordOf(stream);
+  if (record != nullptr && record->exchange) record->exchange->onDrained();
+}
+
+void Service::onRequestClosed(h2::Stream& stream, uint32_t error_code, bool connection_gone) {
   RequestRecord* record = recordOf(stream);
   if (record == nullptr) return;  // reset before its headers completed: never counted
   worker_.counters().streams_active.add(-1);
   stream.setUser(nullptr);
+  if (std::shared_ptr<http::detail::Exchange> ex = std::move(record->exchange)) {
+    h2loop::CloseReason reason = h2loop::CloseReason::kCompleted;
+    if (connection_gone) {
+      reason = worker_.shuttingDown() ? h2loop::CloseReason::kShutdown
+                                      : h2loop::CloseReason::kConnectionClosed;
+    } else if (error_code != 0) {
+      reason = h2loop::CloseReason::kReset;
+    }
+    record->status = ex->status();
+    record->bytes = ex->bytesQueued();
+    ex->onClosed(reason);
+  }
   if (worker_.config().access_log) {
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - record->start);
@@ -62,14 +128,36 @@ void Service::onRequestClosed(h2::Stream& stream, uint32_t error_code) {
   free_records_.emplace_back(record);
 }
 
-void Service::serveStatic(h2::Stream& stream) {
+void Service::serveError(h2::Stream& stream, int status, std::string_view allow) {
+  const std::string_view body = status == 405 ? "method not allowed\n" : "not found\n";
+  std::array<h2::Header, 4> headers;
+  size_t n = 0;
+  headers[n++] = {"server", "h2loop"};
+  headers[n++] = {"date", worker_.httpDate()};
+  headers[n++] = {"content-type", "text/plain"};
+  if (status == 405) headers[n++] = {"allow", allow};
+  RequestRecord* record = recordOf(stream);
+  record->status = status;
+  record->bytes = body.size();
+  (void)stream.submitResponse(status, {headers.data(), n}, h2::ResponseBody::bytes(body));
+}
+
+void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_view prefix) {
   auto header = [&](std::string_view name) -> std::string_view {
     const h2::HeaderField* f = stream.findHeader(name);
     return f ? std::string_view(f->value) : std::string_view{};
   };
-  StaticResponse resp =
-      worker_.files().handle(stream.method(), stream.path(), header("if-none-match"),
-                             header("if-modified-since"), wallMillis());
+  // Mounted below a prefix: the file path is what follows it.
+  std::string_view path = stream.path();
+  if (prefix.size() > 1) {
+    const std::string_view rest = path.substr(prefix.size());
+    scratch_path_.resize(rest.size() + 1);
+    scratch_path_[0] = '/';
+    rest.copy(scratch_path_.data() + 1, rest.size());
+    path = scratch_path_;
+  }
+  StaticResponse resp = files.handle(stream.method(), path, header("if-none-match"),
+                                     header("if-modified-since"), wallMillis());
   std::array<h2::Header, 8> headers;
   size_t n = 0;
   headers[n++] = {"server", "h2loop"};

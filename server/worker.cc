@@ -33,24 +33,26 @@ std::unique_ptr<net::Transport> makeDefaultTransport(int fd, const net::TlsConte
   return std::make_unique<net::PlainTransport>(fd);
 }
 
-Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds)
+Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds,
+               ev::Loop* embedded)
     : shared_(shared),
       index_(index),
-      loop_(ev::makeLoop(shared.config->event_loop)),
+      owned_loop_(embedded == nullptr ? ev::makeLoop(shared.config->event_loop) : nullptr),
+      loop_(embedded != nullptr ? embedded : owned_loop_.get()),
       pool_(std::make_unique<h2::StreamPool>(poolCapacity(*shared.config))),
       session_allocator_(std::make_shared<h2::SessionAllocator>()),
-      files_(std::make_unique<StaticFiles>(
-          shared.config->root,
-          FileCacheConfig{shared.config->file_cache_ttl_ms, shared.config->file_cache_entries})),
-      service_(std::make_unique<Service>(*this)),
+      service_(std::make_unique<Service>(*this, shared.routes)),
       read_buffer_(std::make_unique<uint8_t[]>(kReadBufferSize)),
       block_cache_(std::make_unique<h2::BlockCache>(
           shared.config->output_high_watermark + h2::OutputBuffer::kFrameHeadroom, 64)) {
   counters_.pool_capacity.set(static_cast<int64_t>(pool_->capacity()));
   for (int fd : listen_fds)
     listeners_.push_back(Listener{fd, nullptr});
+  // An embedded worker accepts from start() on: the application may run
+  // its loop before.
+  const uint32_t interest = owned_loop_ ? ev::kRead : ev::kNone;
   for (Listener& l : listeners_) {
-    l.watch = loop_->watch(l.fd, ev::kRead, [this, &l](uint32_t) { onAcceptable(l); });
+    l.watch = loop_->watch(l.fd, interest, [this, &l](uint32_t) { onAcceptable(l); });
   }
   accept_backoff_ = loop_->timer([this] { resumeAccepting(); });
   drain_timer_ = loop_->timer([this] {
@@ -73,13 +75,23 @@ Worker::~Worker() {
   closeListeners();
   accept_backoff_.reset();
   drain_timer_.reset();
-  files_.reset();
-  loop_.reset();
-  // Last: whatever the loop's destruction still ended reported to it.
+  // Every stream is closed now; application handles may still hold some.
+  // From here on they cannot reach this worker: the anchor dies, and the
+  // pool with it under the anchor's lock (it orphans the streams held, which
+  // their last handle frees wherever it drops).
+  std::shared_ptr<http::detail::Anchor> anchor = service_->anchor();
   service_.reset();
+  anchor->kill([this] { pool_.reset(); });
+  // Posted operations of handles the loop never ran are destroyed with it
+  // (an embedded loop runs them later: they find their exchange closed).
+  owned_loop_.reset();
 }
 
 void Worker::start() {
+  if (!owned_loop_) {
+    resumeAccepting();
+    return;
+  }
   thread_ = std::thread([this] { runHere(); });
 }
 
@@ -93,6 +105,10 @@ void Worker::join() {
 }
 
 void Worker::requestShutdown() {
+  if (!owned_loop_ && loop_->isLoopThread()) {
+    beginShutdown();
+    return;
+  }
   loop_->post([this] { beginShutdown(); });
 }
 
@@ -108,9 +124,16 @@ void Worker::beginShutdown() {
 }
 
 void Worker::maybeFinishShutdown() {
-  if (shutting_down_ && connection_count_ == 0) {
+  if (shutting_down_ && connection_count_ == 0 && !stopped_) {
+    stopped_ = true;
     drain_timer_->cancel();
-    loop_->stop();
+    if (owned_loop_) {
+      loop_->stop();
+    } else if (shared_.on_stopped) {
+      // Posted: the application may destroy the server in it, which must
+      // not happen under this worker's own call chain.
+      loop_->post(shared_.on_stopped);
+    }
   }
 }
 
@@ -215,7 +238,10 @@ void Worker::forEachConnection(const std::function<void(Connection&)>& fn) {
 void Worker::publishGauges() {
   counters_.pool_in_use.set(static_cast<int64_t>(pool_->inUse()));
   counters_.pool_refused.set(static_cast<int64_t>(pool_->refused()));
-  counters_.file_cache_open_files.set(files_->cacheStats().open_files);
+  int64_t open_files = 0;
+  for (const StaticFiles* f : service_->fileServices())
+    open_files += f->cacheStats().open_files;
+  counters_.file_cache_open_files.set(open_files);
 }
 
 std::string_view Worker::httpDate() {
@@ -259,6 +285,28 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::accept_errors));
   metric("h2loop_file_cache_open_files", "gauge", "Descriptors held open by the file caches.",
          sum(&WorkerCounters::file_cache_open_files));
+  auto app = [&](auto member) {
+    int64_t total = 0;
+    for (const Worker* w : shared_.workers)
+      total += (w->service_->anchor()->counters.*member).load(std::memory_order_relaxed);
+    return total;
+  };
+  using http::detail::ExchangeCounters;
+  metric("h2loop_app_handles", "gauge", "Response handles held by the application.",
+         app(&ExchangeCounters::app_handles));
+  metric("h2loop_app_exchanges", "gauge",
+         "Application requests alive (open, or closed and still held by a handle).",
+         app(&ExchangeCounters::exchanges_alive));
+  metric("h2loop_requests_unanswered_total", "counter",
+         "Application requests that ended with no response.", app(&ExchangeCounters::unanswered));
+  metric("h2loop_requests_dropped_total", "counter",
+         "Application requests whose every handle was dropped unanswered (500).",
+         app(&ExchangeCounters::dropped));
+  metric("h2loop_response_timeouts_total", "counter",
+         "Application requests not answered within the response timeout (504).",
+         app(&ExchangeCounters::timeouts));
+  metric("h2loop_handler_errors_total", "counter", "Handlers or callbacks that threw.",
+         app(&ExchangeCounters::handler_errors));
   metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", net::countOpenFds());
   out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
   out += "# TYPE h2loop_connections_closed_total counter\n";

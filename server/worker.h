@@ -11,6 +11,7 @@
 #include "h2/output_buffer.h"
 #include "h2/session_allocator.h"
 #include "h2/stream_pool.h"
+#include "http/route_table.h"
 #include "net/tls_context.h"
 #include "net/transport.h"
 #include "server/config.h"
@@ -39,6 +40,10 @@ struct ServerShared {
   std::atomic<int64_t> connections{0};   // over all workers, against max_connections
   std::vector<Worker*> workers;          // for the metrics endpoint
   TransportFactory transport_factory = makeDefaultTransport;
+  std::shared_ptr<const http::RouteTable> routes;
+  // Embedded servers: runs on the loop thread when the shutdown completed
+  // (a threaded worker stops its own loop instead).
+  std::function<void()> on_stopped;
 };
 
 // One thread, one loop, its own SO_REUSEPORT listeners, its own stream pool
@@ -48,12 +53,16 @@ struct ServerShared {
 class Worker {
  public:
   // Takes ownership of `listen_fds` (non-blocking listening sockets).
-  Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds);
+  // `embedded`: serve on this loop (the application's, which runs it and
+  // outlives the worker) instead of a loop of its own on its own thread.
+  Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds,
+         ev::Loop* embedded = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
   // Runs the loop on a new thread / on the calling thread until shutdown ends.
+  // Embedded: starts accepting (the application runs the loop).
   void start();
   void runHere();
   void join();
@@ -67,7 +76,8 @@ class Worker {
   [[nodiscard]] const std::shared_ptr<h2::SessionAllocator>& sessionAllocator() const {
     return session_allocator_;
   }
-  [[nodiscard]] StaticFiles& files() { return *files_; }
+  // The first static-file mount (tests, tools).
+  [[nodiscard]] StaticFiles& files() { return *service_->fileServices().front(); }
   // What serves this worker's requests (files, metrics, access log).
   [[nodiscard]] Service& service() { return *service_; }
   [[nodiscard]] const ServerConfig& config() const { return *shared_.config; }
@@ -113,10 +123,10 @@ class Worker {
 
   ServerShared& shared_;
   unsigned index_;
-  std::unique_ptr<ev::Loop> loop_;
+  std::unique_ptr<ev::Loop> owned_loop_;  // null when embedded
+  ev::Loop* loop_;
   std::unique_ptr<h2::StreamPool> pool_;
   std::shared_ptr<h2::SessionAllocator> session_allocator_;
-  std::unique_ptr<StaticFiles> files_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<uint8_t[]> read_buffer_;
   std::unique_ptr<h2::BlockCache> block_cache_;
@@ -128,6 +138,7 @@ class Worker {
   Connection* connections_ = nullptr;  // intrusive list
   size_t connection_count_ = 0;
   bool shutting_down_ = false;
+  bool stopped_ = false;
   std::thread thread_;
 };
 
