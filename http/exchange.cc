@@ -154,6 +154,12 @@ void Exchange::handleDropped() {
 
 void Exchange::allHandlesDropped() {
   if (closed_ || responded()) return;
+  if (in_handler_) {
+    // The handler's own handle went out of scope (maybe unwinding a throw,
+    // which answers itself): decided when the handler has returned.
+    dropped_in_handler_ = true;
+    return;
+  }
   // Nobody can answer any more: say so now rather than at the timeout.
   anchor_->counters.dropped.fetch_add(1, std::memory_order_relaxed);
   spdlog::warn("{} {}: every handle was dropped without a response: 500", stream_->method(),
@@ -174,10 +180,16 @@ void Exchange::run(const Handler& handler) {
   in_handler_ = true;
   guarded("handler", [&] { handler(request_, Response(self_.lock())); });
   in_handler_ = false;
-  if (!closed_ && !responded() && config_.response_timeout > ev::Duration::zero()) {
-    response_timer_ = anchor_->loop().timer([this] { responseTimedOut(); });
-    response_timer_->arm(config_.response_timeout);
+  if (dropped_in_handler_ && handles_.load(std::memory_order_acquire) == 0) allHandlesDropped();
+}
+
+void Exchange::armResponseTimeout() {
+  if (closed_ || responded() || response_timer_ ||
+      config_.response_timeout <= ev::Duration::zero()) {
+    return;
   }
+  response_timer_ = anchor_->loop().timer([this] { responseTimedOut(); });
+  response_timer_->arm(config_.response_timeout);
 }
 
 void Exchange::responseTimedOut() {
@@ -193,6 +205,11 @@ void Exchange::responseTimedOut() {
 void Exchange::onClosed(CloseReason why) {
   if (!responded()) anchor_->counters.unanswered.fetch_add(1, std::memory_order_relaxed);
   if (!closed_) finish(why);
+  // Bytes the closed stream still held leave the count with it.
+  if (last_buffered_ > 0) {
+    unreserve(last_buffered_);
+    last_buffered_ = 0;
+  }
   conn_ = nullptr;
   std::string().swap(held_body_);
 }
@@ -256,6 +273,10 @@ void Exchange::onData(const uint8_t* data, size_t len) {
 
 void Exchange::onEnd() {
   body_end_seen_ = true;
+  // The request is all here: from now on the answer is due. (An upload in
+  // progress, or paused by the application, is bounded by flow control and
+  // the connection's timeouts instead.)
+  armResponseTimeout();
   deliverBody();
 }
 
@@ -438,7 +459,7 @@ void Exchange::syncQueued() {
   // What nghttp2 took since the last look leaves the count (never below
   // what is really queued).
   const size_t now = stream_->bufferedBody();
-  if (now < last_buffered_) queued_.fetch_sub(last_buffered_ - now, std::memory_order_acq_rel);
+  if (now < last_buffered_) unreserve(last_buffered_ - now);
   last_buffered_ = now;
 }
 
@@ -447,7 +468,13 @@ bool Exchange::reserve(size_t len) {
   do {
     if (q > 0 && q + len > config_.write_bound) return false;
   } while (!queued_.compare_exchange_weak(q, q + len, std::memory_order_acq_rel));
+  anchor_->counters.queued_bytes.fetch_add(static_cast<int64_t>(len), std::memory_order_relaxed);
   return true;
+}
+
+void Exchange::unreserve(size_t len) {
+  queued_.fetch_sub(len, std::memory_order_acq_rel);
+  anchor_->counters.queued_bytes.fetch_sub(static_cast<int64_t>(len), std::memory_order_relaxed);
 }
 
 Status Exchange::write(std::string_view bytes) {
@@ -478,12 +505,12 @@ Status Exchange::writeHere(std::string_view bytes) {
 
 void Exchange::appendReserved(std::string_view bytes) {
   if (closed_ || ended_ || !started_) {
-    queued_.fetch_sub(bytes.size(), std::memory_order_acq_rel);
+    unreserve(bytes.size());
     return;
   }
   const h2::SubmitResult r = stream_->appendBody(bytes);
   if (r != h2::SubmitResult::kOk) {
-    queued_.fetch_sub(bytes.size(), std::memory_order_acq_rel);
+    unreserve(bytes.size());
     return;
   }
   bytes_out_ += bytes.size();

@@ -25,6 +25,7 @@ struct ExchangeCounters {
   std::atomic<int64_t> dropped{0};          // every handle gone, no response: 500
   std::atomic<int64_t> timeouts{0};         // response timeout: 504
   std::atomic<int64_t> handler_errors{0};   // a handler or callback threw
+  std::atomic<int64_t> queued_bytes{0};     // streamed-body bytes queued by write() (gauge)
 };
 
 // The door from application threads to one worker's loop. Shared by the
@@ -153,6 +154,7 @@ class Exchange {
   // Counts `len` more bytes queued unless that crosses the bound (a write
   // into an empty queue is always taken).
   bool reserve(size_t len);
+  void unreserve(size_t len);
   void appendReserved(std::string_view bytes);
   // Takes what nghttp2 consumed since the last look off queued_.
   void syncQueued();
@@ -161,6 +163,7 @@ class Exchange {
   void resumeHere();
   void deliverBody();
   void askWritable();
+  void armResponseTimeout();
   void responseTimedOut();
   void allHandlesDropped();
   // The exchange is over for the application: ops return kClosed, onClose
@@ -183,6 +186,7 @@ class Exchange {
   bool ended_ = false;    // end() queued
   bool aborted_ = false;  // reset() by the handler
   bool in_handler_ = false;
+  bool dropped_in_handler_ = false;
   bool body_wanted_ = false;  // onBody/collectBody/pauseBody during the handler
   bool paused_ = false;
   bool body_end_seen_ = false;

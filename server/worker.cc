@@ -297,6 +297,9 @@ std::string Worker::metricsText() const {
   metric("h2loop_app_exchanges", "gauge",
          "Application requests alive (open, or closed and still held by a handle).",
          app(&ExchangeCounters::exchanges_alive));
+  metric("h2loop_app_queued_bytes", "gauge",
+         "Streamed response bytes written by the application and not yet framed.",
+         app(&ExchangeCounters::queued_bytes));
   metric("h2loop_requests_unanswered_total", "counter",
          "Application requests that ended with no response.", app(&ExchangeCounters::unanswered));
   metric("h2loop_requests_dropped_total", "counter",

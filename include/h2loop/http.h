@@ -181,8 +181,9 @@ class Response {
 using Handler = std::function<void(const Request&, Response)>;
 
 struct RouteOptions {
-  // Time from the request's headers to the start of the response; then 504,
-  // and the application is told (onClose(kTimeout)). Zero: the server's.
+  // Time from the end of the request (its headers, or the last byte of its
+  // body) to the start of the response; then 504, and the application is
+  // told (onClose(kTimeout)). Zero: the server's.
   std::chrono::milliseconds response_timeout{0};
 };
 

@@ -51,7 +51,7 @@ struct ServerOptions {
   uint32_t max_concurrent_streams = 100;
   // Bytes a streamed response may have queued before write() says kWouldBlock.
   size_t stream_write_bound = 64 * 1024;
-  // From a request's headers to the start of its response; then 504.
+  // From the end of a request to the start of its response; then 504.
   std::chrono::milliseconds response_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds write_timeout{30'000};

@@ -1,0 +1,463 @@
+// The application the handle-safety suites (tests/api/test_*.py) run: the
+// public API only (h2loop/server.h), with routes that hold handles across
+// every way a request can end, answer from threads, produce without pause,
+// pause uploads, never answer, drop or throw. It takes the h2loop binary's
+// flags that the shared harness passes, and prints the same "listening on"
+// line.
+//
+//   GET  /hold?keep=1      keeps the handle; when the exchange ends, a worker
+//                          thread tries start/write/end/respond on it and counts
+//                          the statuses. keep=1: the handle is kept after that
+//                          until GET /release (the pooled slot must stay taken).
+//   GET  /release          drops every kept handle (from a worker thread).
+//   GET  /late?ms=N        answered from the thread pool after N ms.
+//   GET  /produce?thread=1 writes 16 KiB chunks without pause (on the loop
+//                          via onWritable, or from a thread waiting for it).
+//   POST /upload?id=X      pauses the body at once; GET /resume?id=X resumes;
+//                          answers "<length> <fnv1a64 hex>".
+//   GET  /never            keeps the handle, never answers (response timeout).
+//   GET  /drop             returns without answering or keeping the handle.
+//   GET  /throw            throws; /throw-started throws after start().
+//   GET  /stats            the counters below, "name value" per line.
+//   /metrics, and files of --root at "/".
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eventloop/loop.h"
+#include "h2loop/server.h"
+
+namespace {
+
+using h2loop::CloseReason;
+using h2loop::Request;
+using h2loop::Response;
+using h2loop::Status;
+
+// A fixed pool of threads running queued jobs.
+class ThreadPool {
+ public:
+  explicit ThreadPool(unsigned n) {
+    for (unsigned i = 0; i < n; ++i)
+      threads_.emplace_back([this] { work(); });
+  }
+  ~ThreadPool() { stop(); }
+  void submit(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      t.join();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, and every job ran
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+struct Stats {
+  std::atomic<int64_t> held{0};  // /hold and /never handles currently held
+  std::atomic<int64_t> late_closed{0};
+  std::atomic<int64_t> late_other{0};
+  std::atomic<int64_t> late_answered{0};
+  std::atomic<int64_t> late_refused{0};  // /late answers that found the stream gone
+  std::array<std::atomic<int64_t>, 6> closes{};
+  std::atomic<int64_t> producer_would_block{0};
+  std::atomic<int64_t> producers_done{0};
+
+  std::string text() const {
+    std::string out;
+    auto line = [&](std::string_view name, int64_t v) {
+      out += name;
+      out += ' ';
+      out += std::to_string(v);
+      out += '\n';
+    };
+    line("held", held);
+    line("late_closed", late_closed);
+    line("late_other", late_other);
+    line("late_answered", late_answered);
+    line("late_refused", late_refused);
+    for (size_t i = 0; i < closes.size(); ++i) {
+      std::string name = "close_";
+      for (char c : h2loop::toString(static_cast<CloseReason>(i)))
+        name += c == ' ' ? '_' : c;
+      line(name, closes[i]);
+    }
+    line("producer_would_block", producer_would_block);
+    line("producers_done", producers_done);
+    return out;
+  }
+};
+
+Stats g_stats;
+ThreadPool* g_pool = nullptr;
+std::mutex g_kept_mu;
+std::vector<Response> g_kept;               // /hold?keep=1 after their end, until /release
+std::map<std::string, Response> g_uploads;  // paused uploads by id
+std::mutex g_threads_mu;
+std::vector<std::thread> g_threads;  // producer threads, joined at exit
+
+int64_t param(std::string_view query, std::string_view name, int64_t fallback) {
+  for (size_t pos = 0; pos < query.size();) {
+    const size_t amp = std::min(query.find('&', pos), query.size());
+    const std::string_view kv = query.substr(pos, amp - pos);
+    if (kv.starts_with(name) && kv.size() > name.size() && kv[name.size()] == '=') {
+      int64_t v = fallback;
+      const std::string_view num = kv.substr(name.size() + 1);
+      std::from_chars(num.data(), num.data() + num.size(), v);
+      return v;
+    }
+    pos = amp + 1;
+  }
+  return fallback;
+}
+
+std::string paramString(std::string_view query, std::string_view name) {
+  for (size_t pos = 0; pos < query.size();) {
+    const size_t amp = std::min(query.find('&', pos), query.size());
+    const std::string_view kv = query.substr(pos, amp - pos);
+    if (kv.starts_with(name) && kv.size() > name.size() && kv[name.size()] == '=') {
+      return std::string(kv.substr(name.size() + 1));
+    }
+    pos = amp + 1;
+  }
+  return {};
+}
+
+void countLate(Status s) {
+  (s == Status::kClosed ? g_stats.late_closed : g_stats.late_other).fetch_add(1);
+}
+
+// Every operation on a handle whose exchange ended must say kClosed.
+void lateOps(Response& res) {
+  countLate(res.start(200));
+  countLate(res.write("late"));
+  countLate(res.end());
+  countLate(res.respond(200, {}, "late"));
+}
+
+void hold(const Request& req, Response res) {
+  const bool keep = param(req.query(), "keep", 0) != 0;
+  g_stats.held.fetch_add(1);
+  // The handle lives in the close callback until the exchange ends.
+  res.onClose([res, keep](CloseReason why) mutable {
+    g_stats.closes[static_cast<size_t>(why)].fetch_add(1);
+    g_pool->submit([res = std::move(res), keep]() mutable {
+      lateOps(res);
+      if (keep) {
+        std::lock_guard lock(g_kept_mu);
+        g_kept.push_back(std::move(res));
+      } else {
+        g_stats.held.fetch_sub(1);
+      }
+    });
+  });
+}
+
+void release(const Request&, Response res) {
+  g_pool->submit([res = std::move(res)]() mutable {
+    std::vector<Response> kept;
+    {
+      std::lock_guard lock(g_kept_mu);
+      kept.swap(g_kept);
+    }
+    const size_t n = kept.size();
+    g_stats.held.fetch_sub(static_cast<int64_t>(n));
+    kept.clear();  // the last handles drop here, on a pool thread
+    res.respond(200, {{"content-type", "text/plain"}}, std::to_string(n) + "\n");
+  });
+}
+
+void late(const Request& req, Response res) {
+  const int64_t ms = param(req.query(), "ms", 0);
+  g_pool->submit([res = std::move(res), ms]() mutable {
+    if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    const Status s = res.respond(200, {{"content-type", "text/plain"}}, "late answer\n");
+    (s == Status::kOk ? g_stats.late_answered : g_stats.late_refused).fetch_add(1);
+  });
+}
+
+// Writes until the bound says stop, from the loop thread; onWritable resumes.
+void produceOnLoop(Response res) {
+  auto chunk = std::make_shared<std::string>(16 * 1024, 'p');
+  res.start(200, {{"content-type", "application/octet-stream"}});
+  auto pump = [res, chunk]() mutable {
+    for (;;) {
+      const Status s = res.write(*chunk);
+      if (s == Status::kWouldBlock) {
+        g_stats.producer_would_block.fetch_add(1);
+        return;
+      }
+      if (s != Status::kOk) return;
+    }
+  };
+  res.onWritable(pump);
+  res.onClose([](CloseReason) { g_stats.producers_done.fetch_add(1); });
+  pump();
+}
+
+// The same from a thread of the application, which waits for onWritable.
+void produceOnThread(Response res) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool writable = false;
+    bool closed = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  res.onWritable([gate] {
+    std::lock_guard lock(gate->mu);
+    gate->writable = true;
+    gate->cv.notify_one();
+  });
+  res.onClose([gate](CloseReason) {
+    std::lock_guard lock(gate->mu);
+    gate->closed = true;
+    gate->cv.notify_one();
+  });
+  std::lock_guard lock(g_threads_mu);
+  g_threads.emplace_back([res = std::move(res), gate]() mutable {
+    const std::string chunk(16 * 1024, 't');
+    Status s = res.start(200, {{"content-type", "application/octet-stream"}});
+    while (s == Status::kOk || s == Status::kWouldBlock) {
+      s = res.write(chunk);
+      if (s == Status::kWouldBlock) {
+        g_stats.producer_would_block.fetch_add(1);
+        std::unique_lock l(gate->mu);
+        gate->cv.wait(l, [&] { return gate->writable || gate->closed; });
+        gate->writable = false;
+      }
+    }
+    g_stats.producers_done.fetch_add(1);
+  });
+}
+
+uint64_t fnv1a(uint64_t h, std::string_view bytes) {
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+void upload(const Request& req, Response res) {
+  const std::string id = paramString(req.query(), "id");
+  res.pauseBody();
+  struct Sum {
+    uint64_t length = 0;
+    uint64_t hash = 0xcbf29ce484222325ull;
+  };
+  auto sum = std::make_shared<Sum>();
+  res.onBody(
+      [sum](std::string_view chunk) {
+        sum->length += chunk.size();
+        sum->hash = fnv1a(sum->hash, chunk);
+      },
+      [res, sum]() mutable {
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(sum->hash));
+        res.respond(200, {{"content-type", "text/plain"}},
+                    std::to_string(sum->length) + " " + hex + "\n");
+      });
+  std::lock_guard lock(g_kept_mu);
+  g_uploads[id] = std::move(res);
+}
+
+void resume(const Request& req, Response res) {
+  Response upload;
+  {
+    std::lock_guard lock(g_kept_mu);
+    auto it = g_uploads.find(paramString(req.query(), "id"));
+    if (it != g_uploads.end()) {
+      upload = std::move(it->second);
+      g_uploads.erase(it);
+    }
+  }
+  if (!upload) {
+    res.respond(404, {}, "no such upload\n");
+    return;
+  }
+  // From another thread, as an application's worker would.
+  g_pool->submit([upload = std::move(upload), res = std::move(res)]() mutable {
+    const Status s = upload.resumeBody();
+    res.respond(200, {{"content-type", "text/plain"}}, std::string(h2loop::toString(s)) + "\n");
+  });
+}
+
+void never(const Request&, Response res) {
+  g_stats.held.fetch_add(1);
+  res.onClose([res](CloseReason why) mutable {
+    g_stats.closes[static_cast<size_t>(why)].fetch_add(1);
+    g_stats.held.fetch_sub(1);
+    // The handle goes with this callback.
+  });
+}
+
+std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen = "127.0.0.1:0", root, cert, key, metrics, loop = "epoll", level = "info";
+  double idle = 60, write = 30, drain = 10;
+  int64_t response_timeout_ms = 30000;
+  size_t bound = 64 * 1024;
+  unsigned threads = 4;
+  CLI::App app{"h2loop API test application"};
+  app.add_option("--listen", listen);
+  app.add_option("--root", root)->required();
+  app.add_option("--cert", cert);
+  app.add_option("--key", key);
+  app.add_option("--metrics-path", metrics);
+  app.add_option("--event-loop", loop);
+  app.add_option("--log-level", level);
+  app.add_option("--idle-timeout", idle);
+  app.add_option("--write-timeout", write);
+  app.add_option("--drain-timeout", drain);
+  app.add_option("--response-timeout-ms", response_timeout_ms);
+  app.add_option("--stream-write-bound", bound);
+  app.add_option("--threads", threads);
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("api"));
+  spdlog::set_level(spdlog::level::from_str(level));
+
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ThreadPool pool(threads);
+  g_pool = &pool;
+
+  h2loop::Router router;
+  if (!metrics.empty()) router.metrics(metrics);
+  router.get("/hold", hold)
+      .get("/release", release)
+      .get("/late", late)
+      .get("/produce",
+           [](const Request& req, Response res) {
+             if (param(req.query(), "thread", 0) != 0) {
+               produceOnThread(std::move(res));
+             } else {
+               produceOnLoop(std::move(res));
+             }
+           })
+      .post("/upload", upload)
+      .get("/resume", resume)
+      .get("/never", never)
+      .get("/drop", [](const Request&, Response) {})
+      .get("/throw", [](const Request&, Response) { throw std::runtime_error("handler failure"); })
+      .get("/throw-started",
+           [](const Request&, Response res) {
+             res.start(200);
+             res.write("partial");
+             throw std::runtime_error("failure after start");
+           })
+      .get("/stats", [](const Request&, Response res) {
+        res.respond(200, {{"content-type", "text/plain"}, {"cache-control", "no-store"}},
+                    g_stats.text());
+      });
+  router.files("/", root);
+
+  h2loop::ServerOptions options;
+  options.listen = {listen};
+  options.cert = cert;
+  options.key = key;
+  options.event_loop = loop;
+  options.idle_timeout = seconds(idle);
+  options.write_timeout = seconds(write);
+  options.drain_timeout = seconds(drain);
+  options.response_timeout = std::chrono::milliseconds(response_timeout_ms);
+  options.stream_write_bound = bound;
+
+  int code = 0;
+  try {
+    h2loop::Server server(options, std::move(router));
+    server.start();
+    std::fprintf(stderr, "api app listening on 127.0.0.1:%u (%s, %s loop)\n", server.ports()[0],
+                 cert.empty() ? "h2c" : "TLS", loop.c_str());
+    std::fflush(stderr);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    server.shutdown();
+    server.wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "api app: %s\n", e.what());
+    return 1;
+  }
+  // The server is gone; every handle the application still holds must say
+  // kClosed and be dropped safely, here on the main thread.
+  pool.stop();
+  {
+    std::lock_guard lock(g_threads_mu);
+    for (auto& t : g_threads)
+      t.join();
+  }
+  std::vector<Response> kept;
+  {
+    std::lock_guard lock(g_kept_mu);
+    kept.swap(g_kept);
+    for (auto& [id, r] : g_uploads)
+      kept.push_back(std::move(r));
+    g_uploads.clear();
+  }
+  const int64_t closed_before = g_stats.late_closed, other_before = g_stats.late_other;
+  for (Response& r : kept)
+    lateOps(r);
+  const int64_t closed = g_stats.late_closed - closed_before,
+                other = g_stats.late_other - other_before;
+  std::fprintf(stderr, "after shutdown: %zu handle(s) held, late ops closed=%lld other=%lld\n",
+               kept.size(), static_cast<long long>(closed), static_cast<long long>(other));
+  kept.clear();
+  if (g_stats.late_other != 0) {
+    std::fprintf(stderr, "late operations on ended exchanges did not all say closed\n");
+    code = 3;
+  }
+  return code;
+}
