@@ -439,11 +439,14 @@ Status Exchange::start(int status, const Headers& headers) {
   if (!validStatus(status) || !validHeaders(headers)) return Status::kInvalid;
   if (closed()) return Status::kClosed;
   if (responded_flag_.exchange(true, std::memory_order_acq_rel)) return Status::kAlreadyResponded;
-  started_flag_.store(true, std::memory_order_release);
-  return onLoop([status, h = OwnedHeaders(headers)](Exchange& ex) {
+  const Status st = onLoop([status, h = OwnedHeaders(headers)](Exchange& ex) {
     ex.started_ = true;
     (void)ex.submit(status, h.view(), h2::ResponseBody::streamed());
   });
+  // Only once the start is queued: a write another thread sees this flag
+  // for is queued after it.
+  if (st == Status::kOk) started_flag_.store(true, std::memory_order_release);
+  return st;
 }
 
 Status Exchange::startHere(int status, const Headers& headers) {
