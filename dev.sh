@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # h2loop developer entry point. Two commands matter (see README.md):
 #   ./dev.sh serve [h2loop flags…]  install dependencies, build, serve https://localhost:8443
-#   ./dev.sh test                   install dependencies, check formatting, build release + asan, run every
-#                                   test in both, the threaded ones under tsan too
+#   ./dev.sh test                   install dependencies, check formatting, plain packager build, install
+#                                   + build and run an out-of-tree consumer, build release + asan, run
+#                                   every test in both, the threaded ones under tsan too
 # Also: ./dev.sh deps | build [preset] | bench-loop
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -74,10 +75,19 @@ packager_build() {
   cmake --build build/plain -j 2
 }
 
+consumer_check() {
+  # h2loop as an installed library: cmake --install into a scratch prefix, then an
+  # application outside the tree (tests/consumer/) built with find_package(h2loop) and
+  # with pkg-config alone, each serving a request over HTTP/2.
+  echo "== install + out-of-tree consumer (find_package(h2loop), pkg-config h2loop)"
+  tests/consumer/run.sh . build/consumer build/consumer/scratch
+}
+
 run_tests() {
   deps
   format_check
   packager_build
+  consumer_check
   build release
   build asan
   echo "== release build: all tests"
@@ -90,11 +100,14 @@ run_tests() {
 tsan_tests() {
   # What crosses threads: the loop contract (post/stop from other threads) and the
   # in-process server suite (workers on their own threads, the test thread outside).
-  echo "== tsan build (ThreadSanitizer): loop contract and in-process server suite"
+  # The application API suite: handles used from application threads (thread
+  # pool answers, producer threads, resumes, handles outliving the server).
+  echo "== tsan build (ThreadSanitizer): loop contract, in-process server suite, application API"
   cmake --preset tsan >/dev/null
-  cmake --build --preset tsan --target h2loop_eventloop_tests h2loop_leak_tests
+  cmake --build --preset tsan --target h2loop_eventloop_tests h2loop_leak_tests h2loop_api_app
   ctest --preset tsan -L eventloop
   ctest --preset tsan -R '^Leak/'
+  ctest --preset tsan -L api
 }
 
 case "${1:-}" in
