@@ -1029,3 +1029,72 @@ TEST(Session, GracefulGoawayIsNoError) {
 
 }  // namespace
 }  // namespace h2loop::h2::test
+
+namespace h2loop::h2::test {
+namespace {
+
+TEST(Session, StreamedBodyEndsWithTrailers) {
+  Pair p;
+  StreamRef holder;
+  p.handler.respond = [&](Stream& s, bool) {
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    holder = StreamRef(&s);
+  };
+  const int32_t id = p.client.request("GET", "/trailers");
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->appendBody("abc"), SubmitResult::kOk);
+  static const Header kTrailers[] = {{"x-checksum", "3"}, {"x-done", "yes"}};
+  EXPECT_EQ(holder->endBody(kTrailers), SubmitResult::kOk);
+  ASSERT_TRUE(p.pump());
+  const ClientStream& cs = p.client.streams[id];
+  EXPECT_EQ(cs.body, "abc");
+  ASSERT_NE(cs.header("x-checksum"), nullptr);
+  EXPECT_EQ(*cs.header("x-checksum"), "3");
+  ASSERT_NE(cs.header("x-done"), nullptr);
+  EXPECT_TRUE(cs.closed);
+  EXPECT_EQ(cs.close_error, NGHTTP2_NO_ERROR);
+  holder.reset();
+}
+
+// A stream that holds its window gets no WINDOW_UPDATE until it consumes;
+// the connection's window comes back regardless, so other streams go on.
+TEST(Session, HeldWindowReturnsOnlyWhatIsConsumed) {
+  SessionConfig cfg;
+  cfg.initial_window_size = 64 * 1024;
+  Pair p(256, cfg);
+  StreamRef held;
+  p.handler.respond = [&](Stream& s, bool) {
+    if (s.path() == "/held") {
+      s.holdWindow();
+      held = StreamRef(&s);
+    }
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::none()), SubmitResult::kOk);
+  };
+  const std::string big(200 * 1024, 'u');
+  const int32_t held_id = p.client.request("POST", "/held", {}, &big);
+  ASSERT_TRUE(p.pump());
+  ASSERT_TRUE(held);
+  EXPECT_EQ(p.handler.data_bytes, size_t{64 * 1024}) << "more than one stream window arrived";
+  EXPECT_EQ(nghttp2_session_get_stream_remote_window_size(p.client.get(), held_id), 0);
+
+  // Another upload on the same connection is not held up.
+  const int32_t free_id = p.client.request("POST", "/free", {}, &big);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.handler.data_bytes, size_t{64 * 1024} + big.size());
+  EXPECT_TRUE(p.client.streams[free_id].closed);
+
+  held->consume(64 * 1024);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.handler.data_bytes, size_t{2 * 64 * 1024} + big.size());
+  held->consume(64 * 1024);
+  held->consume(64 * 1024);
+  ASSERT_TRUE(p.pump());
+  held->consume(8 * 1024);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.handler.data_bytes, 2 * big.size());
+  held.reset();
+}
+
+}  // namespace
+}  // namespace h2loop::h2::test
