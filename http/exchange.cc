@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
@@ -485,6 +486,7 @@ Status Exchange::write(std::string_view bytes) {
   if (closed()) return Status::kClosed;
   if (!started_flag_.load(std::memory_order_acquire)) return Status::kNotStarted;
   if (!reserve(bytes.size())) {
+    noteRefused(bytes.size());
     if (!writable_requested_.exchange(true, std::memory_order_acq_rel)) {
       (void)onLoop([](Exchange& ex) { ex.askWritable(); });
     }
@@ -499,6 +501,7 @@ Status Exchange::writeHere(std::string_view bytes) {
   if (ended_) return Status::kInvalid;
   syncQueued();
   if (!reserve(bytes.size())) {
+    noteRefused(bytes.size());
     askWritable();
     return Status::kWouldBlock;
   }
@@ -522,28 +525,45 @@ void Exchange::appendReserved(std::string_view bytes) {
   if (conn_ != nullptr) conn_->wakeWriter();
 }
 
+void Exchange::noteRefused(size_t len) {
+  size_t r = refused_.load(std::memory_order_relaxed);
+  while (r < len && !refused_.compare_exchange_weak(r, len, std::memory_order_relaxed)) {
+  }
+}
+
+size_t Exchange::writableMark() const {
+  // Below a quarter of the bound, and low enough for the write that was
+  // refused to be taken: telling the writer any earlier would only have it
+  // refused again (and, with a stalled client, call it back in a loop).
+  const size_t refused = refused_.load(std::memory_order_relaxed);
+  const size_t room = refused >= config_.write_bound ? 0 : config_.write_bound - refused;
+  return std::min(config_.write_bound / 4, room);
+}
+
 void Exchange::askWritable() {
   if (closed_ || !started_) return;
   writable_asked_ = true;
   syncQueued();
-  const size_t low = config_.write_bound / 4;
-  if (queued_.load(std::memory_order_acquire) <= low) {
+  const size_t mark = writableMark();
+  if (queued_.load(std::memory_order_acquire) <= mark) {
     // Already drained (or the bytes are still on their way from another
     // thread): tell the writer on the next turn of the loop.
     (void)onLoop([](Exchange& ex) { ex.onDrained(); });
     return;
   }
-  stream_->notifyWhenDrained(low);
+  stream_->notifyWhenDrained(mark);
 }
 
 void Exchange::onDrained() {
   if (closed_ || !writable_asked_) return;
   syncQueued();
-  if (queued_.load(std::memory_order_acquire) > config_.write_bound / 4) {
-    stream_->notifyWhenDrained(config_.write_bound / 4);
+  const size_t mark = writableMark();
+  if (queued_.load(std::memory_order_acquire) > mark) {
+    stream_->notifyWhenDrained(mark);
     return;
   }
   writable_asked_ = false;
+  refused_.store(0, std::memory_order_relaxed);
   writable_requested_.store(false, std::memory_order_release);
   if (on_writable_) {
     auto fn = on_writable_;

@@ -155,6 +155,10 @@ class Exchange {
   // into an empty queue is always taken).
   bool reserve(size_t len);
   void unreserve(size_t len);
+  // The largest write refused since the writer was last told writable.
+  void noteRefused(size_t len);
+  // Queued bytes at or below which onWritable() fires.
+  [[nodiscard]] size_t writableMark() const;
   void appendReserved(std::string_view bytes);
   // Takes what nghttp2 consumed since the last look off queued_.
   void syncQueued();
@@ -213,6 +217,7 @@ class Exchange {
   // concurrent writers cannot push it past the bound together.
   std::atomic<size_t> queued_{0};
   std::atomic<bool> writable_requested_{false};  // another thread asked for onWritable
+  std::atomic<size_t> refused_{0};
 };
 
 }  // namespace h2loop::http::detail

@@ -140,9 +140,10 @@ class Response {
   // Queues bytes (copied). Taken whole while the bytes queued for this stream
   // are below its bound (ServerOptions::stream_write_bound), else refused with
   // kWouldBlock: nothing is taken, and onWritable() fires once the queue
-  // drains below a quarter of the bound. (A single write larger than the bound
-  // is taken when nothing is queued; write in chunks below the bound to keep
-  // to it strictly.)
+  // has drained below a quarter of the bound and far enough for the refused
+  // write to be taken. (A single write larger than the bound is taken when
+  // nothing is queued; write in chunks below the bound to keep to it
+  // strictly.)
   Status write(std::string_view bytes);
   // Called on the loop thread after a kWouldBlock, once writing can go on.
   void onWritable(std::function<void()> fn);

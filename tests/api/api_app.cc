@@ -15,6 +15,7 @@
 //                          via onWritable, or from a thread waiting for it).
 //   POST /upload?id=X      pauses the body at once; GET /resume?id=X resumes;
 //                          answers "<length> <fnv1a64 hex>".
+//   GET  /big-writes       40 KiB, then 60 KiB retried from onWritable (counted).
 //   GET  /never            keeps the handle, never answers (response timeout).
 //   GET  /drop             returns without answering or keeping the handle.
 //   GET  /throw            throws; /throw-started throws after start().
@@ -105,6 +106,7 @@ struct Stats {
   std::array<std::atomic<int64_t>, 6> closes{};
   std::atomic<int64_t> producer_would_block{0};
   std::atomic<int64_t> producers_done{0};
+  std::atomic<int64_t> writable_calls{0};
 
   std::string text() const {
     std::string out;
@@ -127,6 +129,7 @@ struct Stats {
     }
     line("producer_would_block", producer_would_block);
     line("producers_done", producers_done);
+    line("writable_calls", writable_calls);
     return out;
   }
 };
@@ -274,6 +277,22 @@ void produceOnThread(Response res) {
   });
 }
 
+// 40 KiB, then a 60 KiB write retried from onWritable until it is taken:
+// onWritable must wait until it can be, however long the client stalls.
+void bigWrites(Response res) {
+  res.start(200, {{"content-type", "application/octet-stream"}});
+  res.write(std::string(40 * 1024, 'a'));
+  auto retry = [res, big = std::make_shared<std::string>(60 * 1024, 'b')]() mutable {
+    g_stats.writable_calls.fetch_add(1);
+    if (res.write(*big) == Status::kOk) res.end();
+  };
+  if (res.write(std::string(60 * 1024, 'b')) == Status::kOk) {
+    res.end();
+    return;
+  }
+  res.onWritable(retry);
+}
+
 uint64_t fnv1a(uint64_t h, std::string_view bytes) {
   for (unsigned char c : bytes) {
     h ^= c;
@@ -388,6 +407,7 @@ int main(int argc, char** argv) {
                produceOnLoop(std::move(res));
              }
            })
+      .get("/big-writes", [](const Request&, Response res) { bigWrites(std::move(res)); })
       .post("/upload", upload)
       .get("/resume", resume)
       .get("/never", never)

@@ -282,6 +282,32 @@ class ProducerAgainstNonReader(AppCase):
         self.run_producer("/produce?thread=1")
 
 
+class WritableWaitsForRoom(AppCase):
+    """onWritable fires when the refused write can be taken, not merely when
+    the queue fell below a quarter of the bound: with a client that stalls
+    after 32 KiB, a 60 KiB retry must not be called back in a loop."""
+
+    def test_no_spin_while_the_client_stalls(self):
+        before = stats(self.server)["writable_calls"]
+        client = H2Client(self.server,
+                          settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 32 * 1024})
+        sid = client.request("/big-writes")
+        client.pump(lambda c: len(c.responses[sid]["body"]) >= 32 * 1024, ack_data=False)
+        cpu0 = self.server.cpu_seconds()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # the stall, watched from outside
+            time.sleep(0.1)
+        calls = stats(self.server)["writable_calls"] - before
+        self.assertLessEqual(calls, 1, "onWritable called %d times during the stall" % calls)
+        self.assertLess(self.server.cpu_seconds() - cpu0, 0.5)
+        # Reading again lets the rest through, intact.
+        client.conn.acknowledge_received_data(len(client.responses[sid]["body"]), sid)
+        client.flush()
+        client.pump(lambda c: c.responses[sid]["ended"], timeout=30)
+        self.assertEqual(bytes(client.responses[sid]["body"]), b"a" * 40960 + b"b" * 61440)
+        client.close()
+
+
 class PausedUpload(AppCase):
     """An upload whose handler pauses consumption: the client is held by
     flow control (the server returns no window), and resuming from another
