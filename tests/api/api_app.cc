@@ -20,6 +20,7 @@
 //   GET  /drop             returns without answering or keeping the handle.
 //   GET  /throw            throws; /throw-started throws after start().
 //   GET  /stats            the counters below, "name value" per line.
+//   GET  /whoami           what the Request says about itself.
 //   /metrics, and files of --root at "/".
 
 #include <signal.h>
@@ -406,6 +407,21 @@ int main(int argc, char** argv) {
              } else {
                produceOnLoop(std::move(res));
              }
+           })
+      .get("/whoami",
+           [](const Request& req, Response res) {
+             std::string out;
+             out += "method " + std::string(req.method()) + "\n";
+             out += "path " + std::string(req.path()) + "\n";
+             out += "query " + std::string(req.query()) + "\n";
+             out += "authority " + std::string(req.authority()) + "\n";
+             out += "scheme " + std::string(req.scheme()) + "\n";
+             out += "peer " + req.peer() + "\n";
+             out += "tls " + std::string(req.tls() ? "yes" : "no") + "\n";
+             out += "alpn " + std::string(req.alpn()) + "\n";
+             out += "sni " + std::string(req.sni()) + "\n";
+             out += "x-probe " + std::string(req.header("X-Probe").value_or("(none)")) + "\n";
+             res.respond(200, {{"content-type", "text/plain"}}, out);
            })
       .get("/big-writes", [](const Request&, Response res) { bigWrites(std::move(res)); })
       .post("/upload", upload)

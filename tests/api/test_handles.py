@@ -374,6 +374,30 @@ class PausedUpload(AppCase):
         client.close()
 
 
+class RequestView(AppCase):
+    def test_request_facts(self):
+        port = self.server.port
+        url = "%s://localhost:%d/whoami?x=1&y=2" % (self.server.scheme, port)
+        r = subprocess.run(["curl", "-sS", "--max-time", "10"] + self.server.curl_args() +
+                           ["--connect-to", "localhost:%d:127.0.0.1:%d" % (port, port),
+                            "-H", "x-probe: found", "-w", "\nlocal_port %{local_port}\n", url],
+                           capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        facts = dict(line.split(" ", 1) if " " in line else (line, "")
+                     for line in r.stdout.decode().splitlines() if line)
+        self.assertEqual(facts["method"], "GET")
+        self.assertEqual(facts["path"], "/whoami")
+        self.assertEqual(facts["query"], "x=1&y=2")
+        self.assertEqual(facts["authority"], "localhost:%d" % port)
+        self.assertEqual(facts["scheme"], self.server.scheme)
+        self.assertEqual(facts["peer"], "127.0.0.1:%s" % facts["local_port"])
+        self.assertEqual(facts["x-probe"], "found")  # asked for as X-Probe
+        if self.server.tls:
+            self.assertEqual((facts["tls"], facts["alpn"], facts["sni"]), ("yes", "h2", "localhost"))
+        else:
+            self.assertEqual((facts["tls"], facts["alpn"], facts["sni"]), ("no", "", ""))
+
+
 class UnansweredDroppedThrown(AppCase):
     def test_never_answered_times_out(self):
         before = stats(self.server)
