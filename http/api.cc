@@ -237,6 +237,8 @@ Router& Router::prefix(std::string method, std::string prefix, Handler handler,
 }
 
 Router& Router::files(std::string prefix, std::filesystem::path root) {
+  // A directory: "/static" serves "/static/a.css", never "/staticfoo".
+  if (prefix.empty() || prefix.back() != '/') prefix += '/';
   Route r;
   r.kind = Route::Kind::kFiles;
   r.path = std::move(prefix);

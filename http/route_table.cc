@@ -47,19 +47,13 @@ RouteMatch RouteTable::pick(const Candidates& c, std::string_view method) const 
 }
 
 RouteMatch RouteTable::match(std::string_view method, std::string_view path) const {
-  RouteMatch not_allowed;
-  if (auto it = exact_.find(path); it != exact_.end()) {
-    RouteMatch m = pick(it->second, method);
-    if (m.route != nullptr) return m;
-    not_allowed = m;
-  }
+  // The most specific path decides: an exact path, else the longest prefix.
+  // It has a route for the method, or the answer is 405 with its methods.
+  if (auto it = exact_.find(path); it != exact_.end()) return pick(it->second, method);
   for (const auto& [prefix, c] : prefixes_) {
-    if (!path.starts_with(prefix)) continue;
-    RouteMatch m = pick(c, method);
-    if (m.route != nullptr) return m;
-    if (!not_allowed.method_not_allowed) not_allowed = m;
+    if (path.starts_with(prefix)) return pick(c, method);
   }
-  return not_allowed;
+  return RouteMatch{};
 }
 
 }  // namespace h2loop::http

@@ -65,8 +65,9 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
 
 Worker::~Worker() {
   // The worker's thread is joined (or never started): this thread takes the
-  // loop over for the teardown below, which is loop-affine.
-  loop_->bindToCurrentThread();
+  // loop over for the teardown below, which is loop-affine. (An embedded
+  // loop stays the application's: it is destroyed on that loop's thread.)
+  if (owned_loop_) loop_->bindToCurrentThread();
   // Connections first, while the loop, pool and file cache they use exist.
   for (Connection* c = connections_; c != nullptr; c = c->next_) {
     c->close(CloseReason::kShutdown, true);

@@ -113,7 +113,7 @@ class Response {
   Response& operator=(Response&& o) noexcept;
   ~Response();
 
-  // ---- the request (loop thread only) ----
+  // ---- the request (loop thread only; not on an empty handle) ----
   [[nodiscard]] const Request& request() const;
 
   // ---- request body (loop thread for the callbacks' registration) ----
@@ -188,10 +188,10 @@ struct RouteOptions {
   std::chrono::milliseconds response_timeout{0};
 };
 
-// Method + path → handler. Exact paths are tried first, then the longest
-// matching prefix. A path that matches with no route for the method gets 405
-// (with allow); no match at all gets 404. Build it before the server starts;
-// it is read-only afterwards (shared by every worker).
+// Method + path → handler. The most specific path decides: an exact path,
+// else the longest matching prefix. If none of its routes takes the method,
+// the answer is 405 (with allow: their methods); no path at all is 404. Build it before the server
+// starts; it is read-only afterwards (shared by every worker).
 class Router {
  public:
   // method "" matches every method. Exact path.
@@ -205,8 +205,9 @@ class Router {
   Router& post(std::string path, Handler handler) {
     return route("POST", std::move(path), std::move(handler));
   }
-  // Static files of `root` under `prefix` (GET and HEAD; conditional
-  // requests, ETag, cached descriptors): "/static/" + "a/b.css" → root/a/b.css.
+  // Static files of `root` under the directory `prefix` (GET and HEAD;
+  // conditional requests, ETag, cached descriptors): "/static/a/b.css" →
+  // root/a/b.css ("/static" and "/static/" mount the same).
   Router& files(std::string prefix, std::filesystem::path root);
   // Prometheus metrics of the whole server at `path`.
   Router& metrics(std::string path);

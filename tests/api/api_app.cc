@@ -439,6 +439,7 @@ int main(int argc, char** argv) {
         res.respond(200, {{"content-type", "text/plain"}, {"cache-control", "no-store"}},
                     g_stats.text());
       });
+  router.files("/static", root);  // the same files again, mounted below a prefix
   router.files("/", root);
 
   h2loop::ServerOptions options;

@@ -67,6 +67,11 @@ def idle_app(server):
 class AppCase(ServerTestCase):
     server_args = ("--response-timeout-ms", "600", "--write-timeout", "2")
 
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server.file_mounts = 2  # the app mounts the root at / and at /static
+
     def tearDown(self):
         idle_app(self.server)
 
@@ -396,6 +401,24 @@ class RequestView(AppCase):
             self.assertEqual((facts["tls"], facts["alpn"], facts["sni"]), ("yes", "h2", "localhost"))
         else:
             self.assertEqual((facts["tls"], facts["alpn"], facts["sni"]), ("no", "", ""))
+
+
+class Routing(AppCase):
+    def test_files_below_a_prefix_404_and_405(self):
+        name = sorted(f for f in os.listdir(self.server.root)
+                      if os.path.isfile(os.path.join(self.server.root, f)))[0]
+        with open(os.path.join(self.server.root, name), "rb") as f:
+            want = f.read()
+        self.assertEqual(self.server.curl("/static/" + name).stdout, want)
+        self.assertEqual(self.server.curl("/" + name).stdout, want)
+        code = lambda path, *extra: self.server.curl(path, "-o", "/dev/null", "-w", "%{http_code}",
+                                                     *extra).stdout
+        self.assertEqual(code("/static/no-such-file"), b"404")
+        self.assertEqual(code("/static/../" + name, "--path-as-is"), b"400")
+        # /hold takes GET only: another method gets 405 with allow.
+        r = self.server.curl("/hold", "-X", "DELETE", "-D", "-", "-o", "/dev/null")
+        self.assertIn(b" 405", r.stdout.splitlines()[0])
+        self.assertIn(b"allow: get\r\n", r.stdout.lower())
 
 
 class UnansweredDroppedThrown(AppCase):

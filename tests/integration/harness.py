@@ -107,6 +107,7 @@ class Server:
         self._reader = None
         self.fds_baseline = None   # the server's descriptors when idle: fd -> FdEntry
         self.asker_port = None     # client port of the last metrics request (curl)
+        self.file_mounts = 1       # static-file mounts of the root (one file cache each)
 
     # -- process ---------------------------------------------------------
     def args(self):
@@ -312,7 +313,8 @@ class Server:
                 "%s, but %d descriptors of files under the root are open: %s"
                 % (gauge, cached, files))
         for path, fds in sorted(files.items()):
-            allowed = cache_keys(os.path.realpath(self.root), path) * self.workers()
+            allowed = (cache_keys(os.path.realpath(self.root), path) * self.workers() *
+                       self.file_mounts)
             if len(fds) > allowed:
                 diff["file %s" % path] = ("%d descriptors %s, the cache keeps at most %d"
                                           % (len(fds), fds, allowed))
