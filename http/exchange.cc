@@ -82,7 +82,19 @@ bool Anchor::post(std::function<void()> fn) {
   return true;
 }
 
+namespace {
+// The anchor whose loop this thread runs, as last seen by the Service's
+// entry points: a lock-free answer to onLoopThread() for the common case.
+// Only compared, never dereferenced; cleared when that anchor dies here.
+thread_local const Anchor* t_loop_anchor = nullptr;
+}  // namespace
+
+void Anchor::enteredLoop() const {
+  t_loop_anchor = this;
+}
+
 bool Anchor::onLoopThread() const {
+  if (t_loop_anchor == this) return true;
   std::lock_guard lock(mu_);
   return loop_ != nullptr && loop_->isLoopThread();
 }
@@ -91,21 +103,27 @@ void Anchor::kill(const std::function<void()>& teardown) {
   std::lock_guard lock(mu_);
   if (teardown) teardown();
   loop_ = nullptr;
+  if (t_loop_anchor == this) t_loop_anchor = nullptr;
 }
 
-void Anchor::release(std::function<void()> destroy) {
+void Anchor::release(Exchange* e) {
+  if (t_loop_anchor == this) {
+    delete e;  // on the loop thread, the worker alive: the common case
+    return;
+  }
   std::unique_lock lock(mu_);
   if (loop_ == nullptr) {
-    destroy();  // the worker is gone: its pool orphaned the stream
+    delete e;  // the worker is gone: its pool orphaned the stream
     return;
   }
   if (loop_->isLoopThread()) {
     lock.unlock();
-    destroy();
+    delete e;
     return;
   }
-  // A closure the loop discards unrun (its destruction) still destroys.
-  loop_->post(std::move(destroy));
+  // A closure the loop discards unrun (its destruction) still deletes.
+  std::shared_ptr<Exchange> holder(e, [](Exchange* x) { delete x; });
+  loop_->post([holder = std::move(holder)]() mutable { holder.reset(); });
 }
 
 // ---- Exchange: life -------------------------------------------------------
@@ -132,8 +150,7 @@ void Exchange::Deleter::operator()(Exchange* e) const {
   // The stream reference goes back on the loop thread (the pool is not
   // thread-safe), or under the anchor's lock once the pool is gone.
   std::shared_ptr<Anchor> anchor = e->anchor_;
-  std::shared_ptr<Exchange> holder(e, [](Exchange* x) { delete x; });
-  anchor->release([holder = std::move(holder)]() mutable { holder.reset(); });
+  anchor->release(e);
 }
 
 void Exchange::handleAdded() {

@@ -16,6 +16,8 @@
 
 namespace h2loop::http::detail {
 
+class Exchange;
+
 // Figures of one worker's exchanges, read by the metrics endpoint. Written on
 // the loop thread except app_handles (any thread holding a handle).
 struct ExchangeCounters {
@@ -47,9 +49,12 @@ class Anchor {
   // orphans the streams handles still hold) and marks the anchor dead, both
   // under the lock.
   void kill(const std::function<void()>& teardown);
-  // Frees `fn`'s object on the loop thread if the worker lives, else here and
-  // now under the lock (after the teardown, never during it).
-  void release(std::function<void()> destroy);
+  // Deletes `e` on the loop thread if the worker lives, else here and now
+  // under the lock (after the teardown, never during it).
+  void release(Exchange* e);
+  // The calling thread runs this anchor's loop now (the Service says so at
+  // its entry points): onLoopThread() answers without the lock.
+  void enteredLoop() const;
 
   ExchangeCounters counters;
 

@@ -52,6 +52,7 @@ Service::RequestRecord* Service::recordOf(h2::Stream& stream) {
 }
 
 void Service::onRequest(h2::Stream& stream, http::detail::ConnectionView& conn) {
+  anchor_->enteredLoop();
   WorkerCounters& c = worker_.counters();
   c.requests_total.add(1);
   c.streams_active.add(1);
