@@ -2,12 +2,14 @@
 # h2loop load harness: h2load against h2loop (epoll and libevent backends) and
 # the anchors nginx, h2o and nghttpd, on loopback, same document root, same
 # certificate, same TLS 1.3 cipher, servers pinned to CPU 1 and h2load to
-# CPU 0, workloads interleaved (A B C D E, A B C D E, ...). See bench/README.md.
+# CPU 0, workloads interleaved (A B C D E, A B C D E, ...); plus the hello
+# example (a fixed "hello, world" answer on the public API) against nginx's
+# `return 200` and an h2o mruby handler. See bench/README.md.
 #
 #   bench/run.sh [--rounds N] [--scale F] [--servers "h2loop-epoll nginx ..."]
 #                [--workloads "tls-1k h2c-1k ..."] [--idle-conns N]
 #                [--no-memory] [--no-callgrind] [--no-install] [--no-build]
-#                [--binary PATH] [--work DIR]
+#                [--binary PATH] [--hello-binary PATH] [--work DIR]
 #
 # Everything lives under the work dir (default /tmp/h2loop-bench); results:
 # WORK/results.tsv (raw rows) and WORK/table.md (medians and ratios).
@@ -22,12 +24,14 @@ ROUNDS=3
 SCALE=1
 SERVERS="h2loop-epoll h2loop-libevent nginx h2o nghttpd"
 WORKLOADS="tls-1k h2c-1k tls-100k tls-10m tls-churn h2c-churn tls-lat"
+# also: hello-epoll hello-libevent (servers), tls-hello h2c-hello (workloads)
 IDLE_CONNS=2000
 DO_MEMORY=1
 DO_CALLGRIND=1
 DO_INSTALL=1
 DO_BUILD=1
 BINARY=""
+HELLO_BINARY=""
 WORK=/tmp/h2loop-bench
 CIPHER=TLS_AES_128_GCM_SHA256
 SERVER_CPU=1
@@ -35,7 +39,7 @@ CLIENT_CPU=0
 CHURN_BATCH=250     # connections per h2load run in the churn workloads
 H2LOAD_TIMEOUT=120  # seconds; every h2load run is also bounded in count (-n)
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --no-install) DO_INSTALL=0; shift ;;
     --no-build) DO_BUILD=0; shift ;;
     --binary) BINARY=$2; shift 2 ;;
+    --hello-binary) HELLO_BINARY=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
@@ -87,14 +92,33 @@ install_deps() {
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# Which servers answer which workloads: the file workloads need a document
+# root, the hello workloads a fixed response (hello_path).
+serves_files() { case "$1" in h2loop-*|nginx|h2o|nghttpd) return 0 ;; *) return 1 ;; esac; }
+serves_hello() { case "$1" in hello-*|nginx|h2o) return 0 ;; *) return 1 ;; esac; }
+is_hello_workload() { case "$1" in *-hello) return 0 ;; *) return 1 ;; esac; }
+uses_server() {  # PREFIX: is any of $SERVERS named PREFIX-*?
+  local s
+  for s in $SERVERS; do case "$s" in "$1"-*) return 0 ;; esac; done
+  return 1
+}
+
+# The h2loop server and the hello example come from the release preset's
+# build (build/release), built here unless --no-build or given by --binary /
+# --hello-binary. A binary only the unselected servers would run is not needed.
 build() {
-  if [ -n "$BINARY" ]; then H2LOOP=$BINARY; return; fi
-  H2LOOP=$REPO/build/release/server/h2loop
-  if [ "$DO_BUILD" = 1 ]; then
-    log "building h2loop (cmake preset release)"
-    (cd "$REPO" && cmake --preset release >/dev/null && cmake --build --preset release --target h2loop)
+  local -a targets=()
+  H2LOOP=${BINARY:-$REPO/build/release/server/h2loop}
+  HELLO=${HELLO_BINARY:-$REPO/build/release/examples/hello}
+  uses_server h2loop && [ -z "$BINARY" ] && targets+=(h2loop)
+  uses_server hello && [ -z "$HELLO_BINARY" ] && targets+=(hello)
+  if [ "$DO_BUILD" = 1 ] && [ ${#targets[@]} -gt 0 ]; then
+    log "building ${targets[*]} (cmake preset release)"
+    (cd "$REPO" && cmake --preset release >/dev/null && cmake --build --preset release --target "${targets[@]}")
   fi
-  [ -x "$H2LOOP" ] || die "no binary at $H2LOOP"
+  if uses_server h2loop; then [ -x "$H2LOOP" ] || die "no binary at $H2LOOP"; fi
+  if uses_server hello; then [ -x "$HELLO" ] || die "no hello binary at $HELLO"; fi
+  return 0
 }
 
 # ------------------------------------------------------------------ prepare --
@@ -127,7 +151,8 @@ port_of() {
   local base
   case "$1" in
     h2loop-epoll) base=18410 ;; h2loop-libevent) base=18420 ;; nginx) base=18430 ;;
-    h2o) base=18440 ;; nghttpd) base=18450 ;; *) die "unknown server $1" ;;
+    h2o) base=18440 ;; nghttpd) base=18450 ;;
+    hello-epoll) base=18460 ;; hello-libevent) base=18470 ;; *) die "unknown server $1" ;;
   esac
   if [ "$2" = tls ]; then echo "$base"; else echo $((base + 1)); fi
 }
@@ -171,6 +196,18 @@ http {
     $listen
     $ssl
     root $WORK/www;
+    # The hello workloads: a fixed answer from the configuration, no file.
+    # Asked for "/" (hello_path: the same request the hello example gets);
+    # /hello answers the same. Exact matches: the file workloads never ask
+    # for either.
+    location = / {
+      default_type text/plain;
+      return 200 "hello, world\n";
+    }
+    location = /hello {
+      default_type text/plain;
+      return 200 "hello, world\n";
+    }
   }
 }
 EOF
@@ -207,6 +244,16 @@ EOF
 hosts:
   default:
     paths:
+      # The hello workloads. h2o 2.2 has no directive for a fixed response;
+      # Debian's h2o is built with mruby ("mruby: YES" in h2o --version), so a
+      # Rack-style handler answers it (headers and body built once, at load).
+      /hello:
+        mruby.handler: |
+          HELLO_HEADERS = {"content-type" => "text/plain"}.freeze
+          HELLO_BODY = ["hello, world\n"].freeze
+          Proc.new do |env|
+            [200, HELLO_HEADERS, HELLO_BODY]
+          end
       /:
         file.dir: $WORK/www
 EOF
@@ -225,6 +272,14 @@ server_cmd() {
         --max-concurrent-streams 100 --idle-timeout 600 --log-level warn
       [ "$mode" = tls ] && printf '%s\n' --cert "$WORK/conf/cert.pem" --key "$WORK/conf/key.pem" \
         --tls13-ciphers "$CIPHER"
+      ;;
+    hello-epoll|hello-libevent)
+      # The example has no knobs for the rest: its defaults are 100 concurrent
+      # streams (as above), 10,000 connections, 60 s idle timeout, and the TLS
+      # 1.3 suite comes from OPENSSL_CONF (see prepare).
+      printf '%s\n' "$HELLO" --listen "127.0.0.1:$port" --event-loop "${s#hello-}" \
+        --workers 1 --log-level warn
+      [ "$mode" = tls ] && printf '%s\n' --cert "$WORK/conf/cert.pem" --key "$WORK/conf/key.pem"
       ;;
     nginx) printf '%s\n' nginx -e "$WORK/logs/nginx-$mode.err" -p "$WORK" -c "$(write_nginx_conf "$mode" "$master")" ;;
     h2o) printf '%s\n' h2o -c "$(write_h2o_conf "$mode")" ;;
@@ -288,6 +343,16 @@ stop_server() {  # LPID
   kill -KILL "$p" 2>/dev/null || true
 }
 
+# The path of the fixed response: the hello example routes exactly "/", and
+# nginx answers it there too (an exact location), so both get the same
+# request. h2o's paths are prefixes: a handler at "/" would sit in front of
+# every file, so h2o answers at /hello. (h2load never indexes :path in
+# HPACK: "/" is 1 byte per request, "/hello" a 7-byte literal; for nginx
+# that difference alone was ~500 instructions per request.)
+hello_path() { case "$1" in h2o) echo /hello ;; *) echo / ;; esac; }
+# A path every server answers with 200, for warm-ups.
+warm_path() { if serves_files "$1"; then echo /index.html; else hello_path "$1"; fi; }
+
 url_of() {  # SERVER MODE PATH
   local scheme=http
   [ "$2" = tls ] && scheme=https
@@ -323,6 +388,10 @@ workload_spec() {
     h2c-churn) echo "h2c /index.html $(scaled 3000) -m 1 -c=N" ;;
     # Light load: one connection, one stream at a time (latency, not capacity).
     tls-lat) echo "tls /index.html $(scaled 20000) -c 1 -m 1" ;;
+    # A fixed 13-byte text/plain answer from a handler (nginx: `return 200`),
+    # shaped like tls-1k/h2c-1k; HELLO is each server's hello_path.
+    tls-hello) echo "tls HELLO $(scaled 300000) -c 32 -m 16" ;;
+    h2c-hello) echo "h2c HELLO $(scaled 300000) -c 32 -m 16" ;;
     *) die "unknown workload $1" ;;
   esac
 }
@@ -332,9 +401,10 @@ run_workload() {  # WORKLOAD SERVER ROUND
   local mode path n args
   read -r mode path n args <<<"$(workload_spec "$w")"
   args=${args//-c=N/-c $n}
+  [ "$path" = HELLO ] && path=$(hello_path "$s")
   local pid=${SERVER_PID[$s-$mode]}
   local out=$WORK/out/$w-$s-$r.txt log=""
-  case "$w" in tls-1k|h2c-1k|tls-lat) log=$WORK/out/$w-$s-$r.log ;; esac
+  case "$w" in tls-1k|h2c-1k|tls-lat|tls-hello|h2c-hello) log=$WORK/out/$w-$s-$r.log ;; esac
   local c0 c1 t0 t1
   c0=$($PY "$LIB" cpu "$pid")
   t0=$(date +%s%N)
@@ -385,7 +455,7 @@ run_workload() {  # WORKLOAD SERVER ROUND
   cpu_us_per=$(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", c / n / 1000; else print "nan" }')
   util=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", 100 * c / t }')
   case "$w" in
-    tls-1k|h2c-1k)
+    tls-1k|h2c-1k|tls-hello|h2c-hello)
       emit "$w" "throughput" "req/s" "$s" "$r" "$rps"
       emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
       emit "$w" "server CPU busy" "%" "$s" "$r" "$util"
@@ -425,17 +495,23 @@ phase_load() {
       start_server "$s" "$mode"
       SERVER_PID[$s-$mode]=$SPID
       # warm-up: file cache, TLS context, allocator
-      h2load_run "$WORK/out/warmup-$s-$mode.txt" "" -n 2000 -c 4 -m 8 "$(url_of "$s" "$mode" /index.html)"
+      h2load_run "$WORK/out/warmup-$s-$mode.txt" "" -n 2000 -c 4 -m 8 "$(url_of "$s" "$mode" "$(warm_path "$s")")"
       grep -q "2000 succeeded" "$WORK/out/warmup-$s-$mode.txt" ||
         { cat "$WORK/out/warmup-$s-$mode.txt" >&2; die "$s ($mode) warm-up failed"; }
     done
   done
+  local r w i k s2
   local -a servers
-  read -r -a servers <<<"$SERVERS"
-  local r w i k=${#servers[@]}
   for r in $(seq 1 "$ROUNDS"); do
     log "round $r of $ROUNDS"
     for w in $WORKLOADS; do
+      # the servers that answer this workload
+      servers=()
+      for s2 in $SERVERS; do
+        if is_hello_workload "$w"; then serves_hello "$s2" && servers+=("$s2"); else serves_files "$s2" && servers+=("$s2"); fi
+      done
+      k=${#servers[@]}
+      [ "$k" -gt 0 ] || continue
       # rotate the starting server each round (A B C D E, B C D E A, ...)
       for i in $(seq 0 $((k - 1))); do
         run_workload "$w" "${servers[$(((i + r - 1) % k))]}" "$r"
@@ -451,7 +527,7 @@ phase_memory() {
   for s in $SERVERS; do
     for mode in tls h2c; do
       start_server "$s" "$mode"
-      h2load_run "$WORK/out/memwarm-$s-$mode.txt" "" -n 200 -c 2 -m 4 "$(url_of "$s" "$mode" /index.html)"
+      h2load_run "$WORK/out/memwarm-$s-$mode.txt" "" -n 200 -c 2 -m 4 "$(url_of "$s" "$mode" "$(warm_path "$s")")"
       sleep 0.3
       before=$($PY "$LIB" rss "$SPID")
       local fifo=$WORK/run/hold-$s-$mode
@@ -490,6 +566,9 @@ phase_memory() {
 # dumps (counters are zeroed after each): start-up + warm-up | a run of N/4
 # requests | a run of N requests. Ir/req = (Ir3 - Ir2) / (req3 - req2): both
 # runs open the same 32 connections, so handshakes and teardown cancel out.
+# Two request kinds, each measured if a workload of its kind is selected:
+# the 1 KiB file (/index.html; the file servers) and the fixed hello answer
+# (hello_path; the hello servers, nginx and h2o).
 cg_dump() {  # PID PORT: dump, poking the server with bare TCP connects so it
   # reaches a point where callgrind reads its command file (a process blocked
   # in epoll_wait does not).
@@ -512,13 +591,26 @@ phase_callgrind() {
   local s mode n n1
   n=$(scaled 20000)
   n1=$(((n + 3) / 4))
-  log "instructions per request under callgrind ($n minus $n1 requests, -c 32 -m 16)"
-  for s in $SERVERS; do
+  local w kinds="" kind job
+  for w in $WORKLOADS; do
+    if is_hello_workload "$w"; then kind=hello; else kind=1k; fi
+    case " $kinds " in *" $kind "*) ;; *) kinds="$kinds $kind" ;; esac
+  done
+  local -a jobs=()  # "KIND SERVER"
+  for kind in $kinds; do
+    for s in $SERVERS; do
+      if [ "$kind" = hello ]; then serves_hello "$s" || continue; else serves_files "$s" || continue; fi
+      jobs+=("$kind $s")
+    done
+  done
+  log "instructions per request under callgrind ($n minus $n1 requests, -c 32 -m 16;${kinds})"
+  for job in "${jobs[@]}"; do
+    read -r kind s <<<"$job"
     for mode in tls h2c; do
-      local prefix=$WORK/out/callgrind-$s-$mode port url
+      local prefix=$WORK/out/callgrind-$kind-$s-$mode port url
       rm -f "$prefix".*
       port=$(port_of "$s" "$mode")
-      url=$(url_of "$s" "$mode" /index.html)
+      if [ "$kind" = hello ]; then url=$(url_of "$s" "$mode" "$(hello_path "$s")"); else url=$(url_of "$s" "$mode" /index.html); fi
       # valgrind counts every byte-iteration of `rep movsb` as one instruction (hardware
       # counters count the instruction once), so glibc's large memcpy (rep movsb from 2-4 KiB
       # up) would weigh ~1 instruction per byte. The threshold moved out of reach makes every
@@ -526,27 +618,27 @@ phase_callgrind() {
       start_server "$s" "$mode" env GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2000000000 \
         valgrind --tool=callgrind --callgrind-out-file="$prefix.%p" \
         --dump-line=no --compress-strings=no
-      h2load_run "$WORK/out/cgwarm-$s-$mode.txt" "" -n 500 -c 4 -m 8 "$url"
+      h2load_run "$WORK/out/cgwarm-$kind-$s-$mode.txt" "" -n 500 -c 4 -m 8 "$url"
       cg_dump "$SPID" "$port"
-      h2load_run "$WORK/out/cg1-$s-$mode.txt" "" -n "$n1" -c 32 -m 16 "$url"
+      h2load_run "$WORK/out/cg1-$kind-$s-$mode.txt" "" -n "$n1" -c 32 -m 16 "$url"
       cg_dump "$SPID" "$port"
-      h2load_run "$WORK/out/cg2-$s-$mode.txt" "" -n "$n" -c 32 -m 16 "$url"
+      h2load_run "$WORK/out/cg2-$kind-$s-$mode.txt" "" -n "$n" -c 32 -m 16 "$url"
       cg_dump "$SPID" "$port"
       local d2 d3 r1 r2
       d2=$(ls -1 "$prefix".*.2 2>/dev/null | head -1 || true)
       d3=$(ls -1 "$prefix".*.3 2>/dev/null | head -1 || true)
-      r1=$($PY "$LIB" h2load "$WORK/out/cg1-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
-      r2=$($PY "$LIB" h2load "$WORK/out/cg2-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
+      r1=$($PY "$LIB" h2load "$WORK/out/cg1-$kind-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
+      r2=$($PY "$LIB" h2load "$WORK/out/cg2-$kind-$s-$mode.txt" | tr ' ' '\n' | sed -n 's/^reqs=//p')
       if [ -n "$d2" ] && [ -n "$d3" ] && [ "${r1:-0}" -gt 0 ] && [ "${r2:-0}" -gt "${r1:-0}" ]; then
         local i2 i3 per
         i2=$(cg_total "$d2")
         i3=$(cg_total "$d3")
         per=$(awk -v a="$i3" -v b="$i2" -v n="$((r2 - r1))" 'BEGIN { printf "%.0f", (a - b) / n }')
-        emit "$mode-1k-callgrind" "instructions (user)" "Ir/req" "$s" 1 "$per"
-        printf '   callgrind %-4s %-16s (%s - %s) Ir / (%s - %s) req = %s Ir/req\n' \
-          "$mode" "$s" "$i3" "$i2" "$r2" "$r1" "$per" >&2
+        emit "$mode-$kind-callgrind" "instructions (user)" "Ir/req" "$s" 1 "$per"
+        printf '   callgrind %-4s %-5s %-16s (%s - %s) Ir / (%s - %s) req = %s Ir/req\n' \
+          "$mode" "$kind" "$s" "$i3" "$i2" "$r2" "$r1" "$per" >&2
       else
-        log "WARNING: callgrind $s $mode: missing dumps or requests (see $prefix.*)"
+        log "WARNING: callgrind $kind $s $mode: missing dumps or requests (see $prefix.*)"
       fi
       stop_server "$LPID"
     done
@@ -565,7 +657,17 @@ main() {
   {
     echo "# h2loop bench $(date -u +%FT%TZ) rounds=$ROUNDS scale=$SCALE"
     local what
-    if [ -n "$BINARY" ]; then what="binary $BINARY"; else what="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"; fi
+    local commit
+    commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
+    # a given binary: its path and build (mtime) time; the tree may have moved on since
+    if [ -n "$BINARY" ]; then what="binary $BINARY (built $(date -u -r "$BINARY" +%FT%TZ)), tree at $commit"; else what="$commit"; fi
+    if uses_server hello; then
+      if [ -n "$HELLO_BINARY" ]; then
+        what="$what; hello binary $HELLO_BINARY (built $(date -u -r "$HELLO_BINARY" +%FT%TZ))"
+      else
+        what="$what; hello $commit"
+      fi
+    fi
     echo "# h2loop $what; $(nginx -v 2>&1); $(h2o --version 2>&1 | head -1); $(nghttpd --version 2>&1 | head -1); $(h2load --version 2>&1 | head -1)"
   } >"$WORK/header.txt"
   [ "$DO_MEMORY" = 1 ] && phase_memory

@@ -10,7 +10,8 @@
   hold HOST PORT N tls|h2c open N HTTP/2 connections (TLS handshake with ALPN h2,
                            client preface + SETTINGS, server SETTINGS acked),
                            print "ready N" and hold them until stdin closes
-  table RESULTS.tsv        medians per (workload, server) and ratios
+  table RESULTS.tsv        medians per (workload, server) and ratios (ours:
+                           h2loop-* and hello-*, against every other server)
 """
 
 import os
@@ -192,28 +193,33 @@ def table(path):
             data.setdefault(key, {}).setdefault(server, []).append(float(value))
         except ValueError:
             pass
-    ours = [s for s in order_s if s.startswith("h2loop")]
-    anchors = [s for s in order_s if not s.startswith("h2loop")]
+    # ours: the h2loop server and the hello example (both backends each)
+    ours = [s for s in order_s if s.startswith(("h2loop", "hello"))]
+    anchors = [s for s in order_s if s not in ours]
+    medians = {key: {s: statistics.median(v) for s, v in data[key].items() if v}
+               for key in order_w}
+    # a pair no workload has both sides of (hello-* vs nghttpd: the hello
+    # servers serve no files, nghttpd no fixed answer) gets no column
+    pairs = [(o, a) for o in ours for a in anchors
+             if any(o in m and a in m for m in medians.values())]
     head = ["workload", "metric"] + order_s
-    for o in ours:
-        for a in anchors:
-            head.append(f"{o.replace('h2loop-', '')}/{a}")
+    for o, a in pairs:
+        head.append(f"{o.replace('h2loop-', '')}/{a}")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for key in order_w:
         w, metric = key
         unit = units[key]
-        med = {s: statistics.median(v) for s, v in data[key].items() if v}
+        med = medians[key]
         row = [w, f"{metric} ({unit})"] + [fmt(med.get(s), unit) for s in order_s]
-        for o in ours:
-            for a in anchors:
-                if o in med and a in med and med[a] > 0:
-                    row.append(f"{med[o] / med[a]:.2f}")
-                else:
-                    row.append("-")
+        for o, a in pairs:
+            if o in med and a in med and med[a] > 0:
+                row.append(f"{med[o] / med[a]:.2f}")
+            else:
+                row.append("-")
         print("| " + " | ".join(row) + " |")
     rounds = max((len(v) for d in data.values() for v in d.values()), default=0)
-    print(f"\nmedians of up to {rounds} interleaved rounds; ratio = h2loop / anchor "
+    print(f"\nmedians of up to {rounds} interleaved rounds; ratio = h2loop (or hello) / anchor "
           "(higher is better for req/s, conn/s, MiB/s; lower is better for us/*, Ir/req, KiB/conn, latency)")
 
 
