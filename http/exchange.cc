@@ -502,6 +502,10 @@ Status Exchange::write(std::string_view bytes) {
   if (here()) return writeHere(bytes);
   if (closed()) return Status::kClosed;
   if (!started_flag_.load(std::memory_order_acquire)) return Status::kNotStarted;
+  return writeQueued(bytes);
+}
+
+Status Exchange::writeQueued(std::string_view bytes) {
   if (!reserve(bytes.size())) {
     noteRefused(bytes.size());
     if (!writable_requested_.exchange(true, std::memory_order_acq_rel)) {
@@ -514,7 +518,12 @@ Status Exchange::write(std::string_view bytes) {
 
 Status Exchange::writeHere(std::string_view bytes) {
   if (closed_) return Status::kClosed;
-  if (!started_) return responded() ? Status::kAlreadyResponded : Status::kNotStarted;
+  if (!started_) {
+    // Started from another thread, the start still on its way here: the
+    // bytes follow it the same way, in order.
+    if (started_flag_.load(std::memory_order_acquire)) return writeQueued(bytes);
+    return responded() ? Status::kAlreadyResponded : Status::kNotStarted;
+  }
   if (ended_) return Status::kInvalid;
   syncQueued();
   if (!reserve(bytes.size())) {
@@ -607,7 +616,12 @@ Status Exchange::end(const Headers& trailers) {
 Status Exchange::endHere(const Headers& trailers) {
   if (!validHeaders(trailers)) return Status::kInvalid;
   if (closed_) return Status::kClosed;
-  if (!started_) return responded() ? Status::kAlreadyResponded : Status::kNotStarted;
+  if (!started_) {
+    if (started_flag_.load(std::memory_order_acquire)) {  // see writeHere()
+      return onLoop([t = OwnedHeaders(trailers)](Exchange& ex) { (void)ex.endHere(t.view()); });
+    }
+    return responded() ? Status::kAlreadyResponded : Status::kNotStarted;
+  }
   if (ended_) return Status::kInvalid;
   std::array<h2::Header, kMaxHeaders> hs;
   size_t n = 0;

@@ -156,6 +156,8 @@ class Exchange {
   Status submit(int status, const Headers& headers, const h2::ResponseBody& body);
   Status startHere(int status, const Headers& headers);
   Status writeHere(std::string_view bytes);
+  // Reserves and posts the bytes behind what is already queued for the loop.
+  Status writeQueued(std::string_view bytes);
   // Counts `len` more bytes queued unless that crosses the bound (a write
   // into an empty queue is always taken).
   bool reserve(size_t len);

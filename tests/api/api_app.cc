@@ -16,6 +16,8 @@
 //   POST /upload?id=X      pauses the body at once; GET /resume?id=X resumes;
 //                          answers "<length> <fnv1a64 hex>".
 //   GET  /big-writes       40 KiB, then 60 KiB retried from onWritable (counted).
+//   GET  /start-elsewhere  start() on a pool thread, write()/end() on the loop
+//                          before that start has run there.
 //   GET  /never            keeps the handle, never answers (response timeout).
 //   GET  /drop             returns without answering or keeping the handle.
 //   GET  /throw            throws; /throw-started throws after start().
@@ -278,6 +280,34 @@ void produceOnThread(Response res) {
   });
 }
 
+// start() from a pool thread while the loop thread, busy in a callback that
+// was queued first, writes and ends: the writes must follow the start.
+void startElsewhere(Response res) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool started = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  res.post([res, gate]() mutable {
+    {
+      std::unique_lock l(gate->mu);
+      gate->cv.wait(l, [&] { return gate->started; });
+    }
+    // The start is queued behind this callback, not run yet.
+    const Status w = res.write("written on the loop\n");
+    const Status e =
+        res.end({{"x-write", std::string(h2loop::toString(w))}, {"x-end-queued", "yes"}});
+    if (w != Status::kOk || e != Status::kOk) g_stats.late_other.fetch_add(1);
+  });
+  g_pool->submit([res, gate]() mutable {
+    res.start(200, {{"content-type", "text/plain"}});
+    std::lock_guard l(gate->mu);
+    gate->started = true;
+    gate->cv.notify_one();
+  });
+}
+
 // 40 KiB, then a 60 KiB write retried from onWritable until it is taken:
 // onWritable must wait until it can be, however long the client stalls.
 void bigWrites(Response res) {
@@ -424,6 +454,7 @@ int main(int argc, char** argv) {
              res.respond(200, {{"content-type", "text/plain"}}, out);
            })
       .get("/big-writes", [](const Request&, Response res) { bigWrites(std::move(res)); })
+      .get("/start-elsewhere", [](const Request&, Response res) { startElsewhere(std::move(res)); })
       .post("/upload", upload)
       .get("/resume", resume)
       .get("/never", never)

@@ -313,6 +313,16 @@ class WritableWaitsForRoom(AppCase):
         client.close()
 
 
+class StartedElsewhere(AppCase):
+    def test_loop_writes_follow_a_start_from_another_thread(self):
+        client = H2Client(self.server)
+        r = client.get("/start-elsewhere")
+        self.assertEqual(r["status"], 200)
+        self.assertEqual(bytes(r["body"]), b"written on the loop\n")
+        self.assertEqual(stats(self.server)["late_other"], 0)
+        client.close()
+
+
 class PausedUpload(AppCase):
     """An upload whose handler pauses consumption: the client is held by
     flow control (the server returns no window), and resuming from another
