@@ -239,11 +239,14 @@ void Exchange::finish(CloseReason why) {
   // Callbacks may hold handles (and through them this exchange): they go,
   // after onClose ran, so no cycle outlives the request.
   auto on_close = std::move(on_close_);
-  auto on_chunk = std::move(on_chunk_);
+  std::function<void(std::string_view)> on_chunk;
+  if (in_chunk_callback_ == 0) {  // else it is running: deliverChunk() drops it
+    on_chunk = std::move(on_chunk_);
+    on_chunk_ = nullptr;
+  }
   auto on_end = std::move(on_end_);
   auto on_writable = std::move(on_writable_);
   on_close_ = nullptr;
-  on_chunk_ = nullptr;
   on_end_ = nullptr;
   on_writable_ = nullptr;
   close_reason_ = why;
@@ -284,9 +287,17 @@ void Exchange::onData(const uint8_t* data, size_t len) {
     held_body_.append(chunk);
     return;
   }
-  guarded("onBody", [&] { on_chunk_(chunk); });
+  deliverChunk(chunk);
   stream_->consume(len);
   if (conn_ != nullptr) conn_->wakeWriter();  // the WINDOW_UPDATE
+}
+
+void Exchange::deliverChunk(std::string_view chunk) {
+  // The callback may end the exchange (reset()): finish() then leaves it
+  // alone while it runs, and it goes here once it returned.
+  ++in_chunk_callback_;
+  guarded("onBody", [&] { on_chunk_(chunk); });
+  if (--in_chunk_callback_ == 0 && closed_) on_chunk_ = nullptr;
 }
 
 void Exchange::onEnd() {
@@ -304,7 +315,7 @@ void Exchange::deliverBody() {
   while (!paused_ && on_chunk_ && !held_body_.empty() && !closed_) {
     std::string chunk;
     chunk.swap(held_body_);
-    guarded("onBody", [&] { on_chunk_(chunk); });
+    deliverChunk(chunk);
     stream_->consume(chunk.size());
     consumed = true;
   }

@@ -173,6 +173,7 @@ class Exchange {
   Status resetHere();
   void resumeHere();
   void deliverBody();
+  void deliverChunk(std::string_view chunk);
   void askWritable();
   void armResponseTimeout();
   void responseTimedOut();
@@ -209,6 +210,7 @@ class Exchange {
   CloseReason close_reason_ = CloseReason::kCompleted;
   std::string held_body_;  // chunks received while paused (at most one window)
   std::function<void(std::string_view)> on_chunk_;
+  int in_chunk_callback_ = 0;  // on_chunk_ is running (finish() must not destroy it)
   std::function<void()> on_end_;
   std::function<void()> on_writable_;
   std::function<void(CloseReason)> on_close_;

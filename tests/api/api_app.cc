@@ -355,6 +355,21 @@ void upload(const Request& req, Response res) {
   g_uploads[id] = std::move(res);
 }
 
+// The body callback resets its own exchange, then goes on using what it
+// captured: the callback must outlive its own call.
+void uploadReset(Response res) {
+  auto note = std::make_shared<std::string>("captured state");
+  res.onBody(
+      [res, note, label = std::string(64, 'x')](std::string_view) mutable {
+        const Status s = res.reset();
+        if (s != Status::kOk || label.size() != 64 || note->empty()) {
+          g_stats.late_other.fetch_add(1);
+        }
+        countLate(res.write("after reset"));  // kClosed
+      },
+      [] {});
+}
+
 void resume(const Request& req, Response res) {
   Response upload;
   {
@@ -456,6 +471,7 @@ int main(int argc, char** argv) {
       .get("/big-writes", [](const Request&, Response res) { bigWrites(std::move(res)); })
       .get("/start-elsewhere", [](const Request&, Response res) { startElsewhere(std::move(res)); })
       .post("/upload", upload)
+      .post("/upload-reset", [](const Request&, Response res) { uploadReset(std::move(res)); })
       .get("/resume", resume)
       .get("/never", never)
       .get("/drop", [](const Request&, Response) {})

@@ -313,6 +313,21 @@ class WritableWaitsForRoom(AppCase):
         client.close()
 
 
+class CallbackEndsItsOwnExchange(AppCase):
+    def test_body_callback_resets(self):
+        before = stats(self.server)
+        client = H2Client(self.server)
+        sid = client.request("/upload-reset", method="POST", end_stream=False)
+        client.conn.send_data(sid, b"x" * 1000, end_stream=False)
+        client.flush()
+        client.pump(lambda c: c.responses[sid]["reset"] is not None, timeout=20)
+        s = wait_stats(self.server, lambda s: s["late_closed"] == before["late_closed"] + 1,
+                       "the write after the reset")
+        self.assertEqual(s["late_other"], 0)
+        self.assertEqual(client.get("/late")["status"], 200)  # the connection goes on
+        client.close()
+
+
 class StartedElsewhere(AppCase):
     def test_loop_writes_follow_a_start_from_another_thread(self):
         client = H2Client(self.server)
