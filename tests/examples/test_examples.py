@@ -16,6 +16,7 @@ epoll instances only. Every wait is bounded; a wait for a condition polls.
 import datetime
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -82,7 +83,17 @@ class Example:
         return self
 
     def _readline(self, deadline):
-        return harness.read_line(self.proc, deadline, self.log)
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stderr], [], [], 0.2)
+            if r:
+                line = self.proc.stderr.readline()
+                if not line:
+                    return None
+                self.log.append(line)
+                return line
+            if self.proc.poll() is not None:
+                return None
+        return None
 
     def _drain(self):
         for line in self.proc.stderr:

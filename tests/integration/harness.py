@@ -91,26 +91,6 @@ def document_root():
     return root
 
 
-def read_line(proc, deadline, log):
-    """The next line of proc's stderr (kept in `log`), or None at EOF, at
-    exit, or at the monotonic `deadline`."""
-    import select
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if r:
-            line = proc.stderr.readline()
-            if not line:
-                return None
-            log.append(line)
-            return line
-        if proc.poll() is not None:
-            rest = proc.stderr.read()
-            if rest:
-                log.append(rest)
-            return None
-    return None
-
-
 class Server:
     """One h2loop process. Use as a context manager or call start()/stop()."""
 
@@ -177,7 +157,21 @@ class Server:
         return self
 
     def _readline(self, deadline):
-        return read_line(self.proc, deadline, self.log)
+        import select
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stderr], [], [], 0.2)
+            if r:
+                line = self.proc.stderr.readline()
+                if not line:
+                    return None
+                self.log.append(line)
+                return line
+            if self.proc.poll() is not None:
+                rest = self.proc.stderr.read()
+                if rest:
+                    self.log.append(rest)
+                return None
+        return None
 
     def _drain(self):
         for line in self.proc.stderr:
