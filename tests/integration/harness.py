@@ -223,7 +223,18 @@ class Server:
     def __exit__(self, *exc):
         self.kill()
 
+    def wait(self, timeout):
+        """Waits for the process to exit and for its last log lines."""
+        self.proc.wait(timeout)
+        if self._reader:
+            self._reader.join(5)
+        return self.proc.returncode
+
     def log_text(self):
+        # Once the process has exited, its last lines may still be on their
+        # way through the reader thread: wait for it to reach end of file.
+        if self._reader and self.proc and self.proc.poll() is not None:
+            self._reader.join(5)
         return "".join(self.log)
 
     # -- addressing --------------------------------------------------------

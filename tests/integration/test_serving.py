@@ -191,7 +191,7 @@ class Lifecycle(unittest.TestCase):
             c.pump(lambda cl: cl.closed, timeout=30)
             # Two-step GOAWAY: the notice (2^31-1), then the last processed stream.
             self.assertEqual(c.goaways, [((1 << 31) - 1, 0), (sid, 0)])
-            server.proc.wait(30)
+            server.wait(30)
             self.assertEqual(server.proc.returncode, 0, server.log_text())
             # A clean exit: the drain finished, the timeout (20 s) did not cut
             # it (we stay connected: the server resets us after its 2 s
