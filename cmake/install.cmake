@@ -20,7 +20,7 @@ target_compile_features(h2loop_lib INTERFACE cxx_std_20)
 
 # The libraries' include directory is the source tree while building; once
 # installed, include/ ("h2loop/server.h") and include/h2loop ("eventloop/loop.h").
-install(TARGETS h2loop_eventloop h2loop_h2 h2loop_net h2loop_http h2loop_server h2loop_lib
+install(TARGETS h2loop_eventloop h2loop_h2 h2loop_h1 h2loop_net h2loop_http h2loop_server h2loop_lib
   EXPORT h2loopTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

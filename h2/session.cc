@@ -223,6 +223,32 @@ int Session::fail(int code, const char* what) {
   return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+bool Session::upgrade(std::string_view settings, Stream* request) {
+  assert(!dispatching_ && out_ == nullptr);
+  const int rv = valid() ? nghttp2_session_upgrade2(
+                               ngh_.get(), reinterpret_cast<const uint8_t*>(settings.data()),
+                               settings.size(), request->isHead() ? 1 : 0, request)
+                         : NGHTTP2_ERR_INVALID_STATE;
+  if (rv != 0) {
+    request->closed_ = true;
+    request->session_held_ = false;
+    request->release();
+    if (nghttp2_is_fatal(rv)) (void)fail(rv, "nghttp2_session_upgrade2");
+    return false;
+  }
+  request->session_ = this;
+  request->id_ = 1;
+  request->request_complete_ = true;
+  peer_ids_.open(1);
+  link(*request);
+  StreamRef hold(request);  // a handler may end it
+  dispatching_ = true;
+  handler_.onRequest(*request, true);
+  if (!request->closed_) handler_.onRequestEnd(*request);
+  dispatching_ = false;
+  return true;
+}
+
 RecvResult Session::receive(const uint8_t* data, size_t len) {
   assert(!dispatching_ && out_ == nullptr && "Session::receive is not re-entrant");
   if (!valid() || dispatching_ || out_ != nullptr) {

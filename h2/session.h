@@ -151,7 +151,7 @@ class PeerStreamIds {
 //
 // Errors never throw; the first error is kept (lastError(), lastErrorCode())
 // and every later receive()/produce() returns kFatal.
-class Session {
+class Session final : public StreamOwner {
  public:
   // allocator: where nghttp2's memory comes from (shared by a worker's
   // sessions; this session keeps it alive). nullptr: malloc.
@@ -168,6 +168,14 @@ class Session {
 
   // False when construction failed (out of memory); see lastError().
   [[nodiscard]] bool valid() const { return ngh_ != nullptr && !failed_; }
+
+  // h2c upgrade (RFC 7540 §3.2): `settings` is the decoded HTTP2-Settings
+  // payload; `request` is the upgrading HTTP/1.1 request's stream, complete,
+  // with the reference its HTTP/1.1 session held, which this session now
+  // holds. It becomes stream 1 (half-closed remote) and is dispatched
+  // (onRequest, onRequestEnd) at once. False: nghttp2 refused the settings;
+  // the stream was released untouched by any handler.
+  [[nodiscard]] bool upgrade(std::string_view settings, Stream* request);
 
   // Feeds received bytes to nghttp2. Nothing is written while parsing:
   // responses submitted from handler callbacks are queued until produce().
@@ -192,13 +200,13 @@ class Session {
   static constexpr size_t kMaxResponseHeaders = 64;
   [[nodiscard]] SubmitResult submitResponse(Stream& stream, int status,
                                             std::span<const Header> headers,
-                                            const ResponseBody& body);
+                                            const ResponseBody& body) override;
 
   // Returns `len` bytes of flow-control credit of a stream that holds its
   // window (Stream::holdWindow()); a WINDOW_UPDATE follows.
-  void consumeStream(Stream& stream, size_t len);
+  void consumeStream(Stream& stream, size_t len) override;
   // RST_STREAM(error_code) for an open stream.
-  [[nodiscard]] SubmitResult resetStream(Stream& stream, uint32_t error_code);
+  [[nodiscard]] SubmitResult resetStream(Stream& stream, uint32_t error_code) override;
 
   // Graceful shutdown, step 1: GOAWAY with last-stream-id 2^31-1.
   [[nodiscard]] bool shutdownNotice();
@@ -259,7 +267,7 @@ class Session {
   int onSendData(nghttp2_frame* frame, const uint8_t* framehd, size_t length, Stream& s);
 
   // Wakes a deferred data source (streamed bodies).
-  void resumeData(Stream& s);
+  void resumeData(Stream& s) override;
   // The stream's trailers, if any, from inside its data source at EOF.
   bool submitTrailers(Stream& s, uint32_t* data_flags);
   [[nodiscard]] Stream* findStream(int32_t stream_id) const;

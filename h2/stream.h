@@ -11,9 +11,14 @@
 
 #include "h2/file_handle.h"
 
+namespace h2loop::h1 {
+class Session;
+}  // namespace h2loop::h1
+
 namespace h2loop::h2 {
 
 class Session;
+class Stream;
 class StreamPool;
 
 // One response header field. The views only need to live for the duration of
@@ -87,6 +92,24 @@ class ResponseBody {
   FileHandle* file_ = nullptr;
   uint64_t offset_ = 0;
   uint64_t length_ = 0;
+};
+
+// What a Stream's writes go to while it is open: the protocol session that
+// carries it (h2::Session for HTTP/2, h1::Session for HTTP/1.1). Called on the
+// loop thread only, through the Stream (which checks it is still open).
+class StreamOwner {
+ public:
+  [[nodiscard]] virtual SubmitResult submitResponse(Stream& stream, int status,
+                                                    std::span<const Header> headers,
+                                                    const ResponseBody& body) = 0;
+  // Streamed body bytes or its end were queued: wake whatever waits for them.
+  virtual void resumeData(Stream& stream) = 0;
+  [[nodiscard]] virtual SubmitResult resetStream(Stream& stream, uint32_t error_code) = 0;
+  // The application took `len` request-body bytes (a stream that holds its window).
+  virtual void consumeStream(Stream& stream, size_t len) = 0;
+
+ protected:
+  ~StreamOwner() = default;
 };
 
 // One request/response exchange, intrusively reference-counted.
@@ -179,6 +202,7 @@ class Stream {
  private:
   friend class Session;
   friend class StreamPool;
+  friend class ::h2loop::h1::Session;
 
   explicit Stream(StreamPool* pool) : pool_(pool) {}
   ~Stream();
@@ -193,8 +217,8 @@ class Stream {
   uint32_t refs_ = 0;
   bool session_held_ = false;
 
-  // Owning session while nghttp2 knows the stream; nullptr once closed.
-  Session* session_ = nullptr;
+  // The session carrying the stream while it is open; nullptr once closed.
+  StreamOwner* session_ = nullptr;
   // Session's intrusive list of open streams.
   Stream* prev_ = nullptr;
   Stream* next_ = nullptr;

@@ -15,6 +15,8 @@ namespace h2loop::net {
 namespace {
 
 constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+// Our preference order when HTTP/1.1 is served too.
+constexpr unsigned char kAlpnH2Http11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 // "h2c, http/1.1" from a wire-format ALPN list.
 std::string describeAlpnList(const unsigned char* in, unsigned int inlen) {
@@ -31,17 +33,21 @@ std::string describeAlpnList(const unsigned char* in, unsigned int inlen) {
 }
 
 int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-               unsigned int inlen, void* /*arg*/) {
+               unsigned int inlen, void* arg) {
+  const bool http1 = static_cast<const TlsOptions*>(arg)->http1;
   unsigned char* selected = nullptr;
   unsigned char selected_len = 0;
-  if (SSL_select_next_proto(&selected, &selected_len, kAlpnH2, sizeof kAlpnH2, in, inlen) ==
-      OPENSSL_NPN_NEGOTIATED) {
+  // Ours first: h2 whenever the client offers it, whatever its order.
+  if (SSL_select_next_proto(&selected, &selected_len, http1 ? kAlpnH2Http11 : kAlpnH2,
+                            http1 ? sizeof kAlpnH2Http11 : sizeof kAlpnH2, in,
+                            inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
     *outlen = selected_len;
     return SSL_TLSEXT_ERR_OK;
   }
   TlsTransport::noteHandshakeFailure(
-      ssl, "no ALPN h2 offered (client offered: " + describeAlpnList(in, inlen) + ")");
+      ssl, std::string(http1 ? "no ALPN h2 or http/1.1" : "no ALPN h2") +
+               " offered (client offered: " + describeAlpnList(in, inlen) + ")");
   // OpenSSL turns this into a fatal no_application_protocol alert.
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
@@ -53,7 +59,7 @@ int onClientHello(SSL* ssl, int* alert, void* arg) {
   const auto* options = static_cast<const TlsOptions*>(arg);
   const unsigned char* ext = nullptr;
   size_t ext_len = 0;
-  if (options->allow_missing_alpn ||
+  if (options->allow_missing_alpn || options->http1 ||
       SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
                                 &ext_len) == 1) {
     return SSL_CLIENT_HELLO_SUCCESS;
@@ -147,7 +153,7 @@ TlsContext::TlsContext(const TlsOptions& options)
   // Session tickets are on by default (no SSL_OP_NO_TICKET); the ticket key is per process.
 
   SSL_CTX_set_client_hello_cb(ctx, onClientHello, options_.get());
-  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, options_.get());
 
   spdlog::debug("TLS context ready: cert={} key={} tls13_ciphersuites={}", cert, key,
                 options.tls13_ciphersuites.empty() ? "default" : options.tls13_ciphersuites);

@@ -25,6 +25,9 @@ struct TlsOptions {
   // A client that sends no ALPN extension at all is refused (no_application_protocol alert)
   // unless this is set, in which case it is served as h2 (prior knowledge over TLS).
   bool allow_missing_alpn = false;
+  // ALPN also accepts "http/1.1" (h2 is preferred), and a client without
+  // ALPN is served HTTP/1.1 (allow_missing_alpn is then moot).
+  bool http1 = false;
 };
 
 // The server's SSL_CTX, built once at start-up and shared, read-only, by every worker thread

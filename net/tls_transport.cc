@@ -123,7 +123,9 @@ long TlsTransport::bioCtrl(BIO* bio, int cmd, long /*num*/, void* ptr) {
 // ---- TlsTransport ----------------------------------------------------------------------------
 
 TlsTransport::TlsTransport(const TlsContext& context, int fd)
-    : Transport(fd), allow_missing_alpn_(context.options().allow_missing_alpn) {
+    : Transport(fd),
+      allow_missing_alpn_(context.options().allow_missing_alpn),
+      http1_(context.options().http1) {
   bio_state_.owner = this;
   bio_state_.fd = fd;
   ERR_clear_error();
@@ -230,7 +232,8 @@ HandshakeStatus TlsTransport::handshake() {
     SSL_get0_alpn_selected(ssl_, &proto, &proto_len);
     alpn_ = std::string_view(reinterpret_cast<const char*>(proto), proto_len);
     // The context's callbacks refuse anything else during the handshake; this is a backstop.
-    if (alpn_ != "h2" && !(alpn_.empty() && allow_missing_alpn_)) {
+    if (alpn_ != "h2" && !(alpn_ == "http/1.1" && http1_) &&
+        !(alpn_.empty() && (allow_missing_alpn_ || http1_))) {
       state_ = State::kFailed;
       failure_status_ = IoStatus::kError;
       failure_reason_ = "no ALPN h2 negotiated";

@@ -113,6 +113,7 @@ class TlsTransport final : public Transport {
   BioState bio_state_;
   State state_ = State::kHandshaking;
   bool allow_missing_alpn_ = false;
+  bool http1_ = false;
   bool fatal_ = false;  // a reset / I/O error / fatal alert happened: never SSL_shutdown
   bool write_shut_ = false;
   Interest handshake_blocked_ = Interest::kNone;

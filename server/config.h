@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "h1/session.h"
 #include "h2/session.h"
 #include "h2loop/http.h"
 
@@ -29,8 +30,13 @@ struct ServerConfig {
   unsigned workers = 1;
   size_t max_connections = 10000;  // over all workers
   h2::SessionConfig session;       // max_concurrent_streams etc.
-  size_t pool_capacity = 0;        // streams per worker; 0 = derived from the limits
-  std::string metrics_path;        // empty: off
+  // HTTP/1.1 next to HTTP/2 on every listener: over TLS by ALPN (http/1.1,
+  // or no ALPN), in cleartext whatever does not start with the HTTP/2
+  // preface. Off: HTTP/2 only (TLS refuses other ALPN, cleartext answers 505).
+  bool http1 = true;
+  h1::SessionConfig http1_session;  // limits; scheme and date are set per connection
+  size_t pool_capacity = 0;         // streams per worker; 0 = derived from the limits
+  std::string metrics_path;         // empty: off
   bool access_log = false;
   // What the server serves. Unset: metrics_path (when set) and the files of
   // root at "/", which is what the h2loop binary serves.
@@ -52,6 +58,9 @@ struct ServerConfig {
   uint32_t kernel_unsent_limit = 128 * 1024;
 
   std::chrono::milliseconds handshake_timeout{10'000};
+  // HTTP/1.1: from a request's first byte to the end of its header section,
+  // however slowly it trickles in (slowloris); then 408 and the close.
+  std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds write_timeout{30'000};
   // Graceful ends: how long we wait for the client's FIN after our GOAWAY.

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "net/socket_util.h"
+#include "server/http1_protocol.h"
 #include "server/http2_protocol.h"
 #include "server/worker.h"
 
@@ -21,6 +22,11 @@ using namespace std::chrono_literals;
 constexpr int kReadBudget = 8;
 // produce+flush rounds per event (each up to the high watermark).
 constexpr int kWriteBudget = 8;
+
+// RFC 9113 §3.4: what an HTTP/2 client sends first.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr std::string_view kSwitchingToH2c =
+    "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n";
 
 }  // namespace
 
@@ -92,7 +98,7 @@ void Connection::close(CloseReason reason, bool abortive) {
 }
 
 void Connection::drain() {
-  if (state_ == State::kHandshake || (state_ == State::kActive && !got_input_)) {
+  if (state_ == State::kHandshake || (state_ == State::kActive && (!got_input_ || !protocol_))) {
     // Nothing in flight: the client has not even sent its preface.
     close(CloseReason::kShutdown, false);
     return;
@@ -129,6 +135,11 @@ void Connection::armTimer() {
     default:
       timer_for_write_ = wantsToWrite();
       d = timer_for_write_ ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
+      if (reading_head_) {
+        d = std::min(
+            d, std::max(ev::Duration::zero(),
+                        ev::Duration(head_since_ + cfg.header_timeout - worker_.loop().now())));
+      }
       break;
   }
   timer_->arm(d);
@@ -164,12 +175,24 @@ void Connection::onTimer() {
       break;
   }
   if (!open()) return;
+  // HTTP/1.1 slowloris: a head that trickles in keeps the connection busy,
+  // never idle; its own deadline ends it.
+  if (reading_head_ && protocol_ && now >= head_since_ + cfg.header_timeout) {
+    reading_head_ = false;
+    endFor(CloseReason::kHeaderTimeout);
+    protocol_->headerTimeout();
+    writeOutput();
+    if (open()) afterIo();
+    return;
+  }
   const bool writing = wantsToWrite();
   const ev::Duration limit =
       writing ? ev::Duration(cfg.write_timeout) : ev::Duration(cfg.idle_timeout);
   const auto deadline = last_activity_ + limit;
   if (now < deadline) {
-    timer_->arm(deadline - now);
+    auto next = deadline;
+    if (reading_head_) next = std::min(next, head_since_ + cfg.header_timeout);
+    timer_->arm(next - now);
     return;
   }
   if (writing) {
@@ -243,7 +266,9 @@ void Connection::onEvent(uint32_t ready) {
   // A peer's FIN (or RST) is read at once, even under backpressure: the EOF
   // closes the connection now, not at the write timeout.
   if ((ready & (ev::kRead | ev::kHangup | ev::kError)) || read_blocked_on_write) {
-    readInput();
+    // A hang-up is read even while input is paused (it would be reported
+    // again and again): the read finds the reset or the end.
+    readInput((ready & (ev::kHangup | ev::kError)) != 0);
     if (!open()) return;
   }
   writeOutput();
@@ -274,18 +299,15 @@ void Connection::handshakeStep() {
 }
 
 void Connection::startSession() {
-  // h2 (ALPN) or h2c by prior knowledge: the only protocol so far.
-  http::detail::ConnectionView& view = *this;
-  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
-                                            worker_.sessionAllocator(), worker_.service(), view);
-  if (!h2->valid()) {
-    spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
-    close(CloseReason::kIoError, true);
-    return;
-  }
-  protocol_ = std::move(h2);
   state_ = State::kActive;
   last_activity_ = worker_.loop().now();
+  const ServerConfig& cfg = worker_.config();
+  // TLS: ALPN decided (h2; http/1.1 or none: HTTP/1.1). Cleartext with
+  // HTTP/1.1 on: the first bytes decide (feed()); without: h2c only.
+  if (transport_->isTls() || !cfg.http1) {
+    const bool http2 = !cfg.http1 || transport_->alpnProtocol() == "h2";
+    if (!makeProtocol(http2)) return;
+  }
   armTimer();
   // The server preface (SETTINGS) goes out at once; input may already be
   // buffered inside TLS from the handshake's last read.
@@ -295,10 +317,109 @@ void Connection::startSession() {
   if (open()) afterIo();
 }
 
-void Connection::readInput() {
+bool Connection::makeProtocol(bool http2) {
+  http::detail::ConnectionView& view = *this;
+  if (http2) {
+    auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
+                                              worker_.sessionAllocator(), worker_.service(), view);
+    if (!h2->valid()) {
+      spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
+      close(CloseReason::kIoError, true);
+      return false;
+    }
+    protocol_ = std::move(h2);
+    return true;
+  }
+  h1::SessionConfig c = worker_.config().http1_session;
+  c.scheme = transport_->isTls() ? "https" : "http";
+  c.allow_h2c_upgrade = c.allow_h2c_upgrade && !transport_->isTls();
+  c.date = [this] { return worker_.httpDate(); };
+  protocol_ = std::make_unique<Http1Protocol>(worker_.pool(), c, worker_.service(), view);
+  return true;
+}
+
+ProtocolStatus Connection::feed(const uint8_t* data, size_t len) {
+  if (protocol_) return protocol_->receive(data, len);
+  // Undecided (cleartext): the HTTP/2 preface, or HTTP/1.1. A prefix of the
+  // preface waits for more.
+  const std::string_view in(reinterpret_cast<const char*>(data), len);
+  std::string_view seen = in;
+  if (!sniffed_.empty()) {
+    sniffed_.append(in);
+    seen = sniffed_;
+  }
+  const size_t n = std::min(seen.size(), kHttp2Preface.size());
+  const bool http2 = seen.substr(0, n) == kHttp2Preface.substr(0, n);
+  if (http2 && seen.size() < kHttp2Preface.size()) {
+    if (sniffed_.empty()) sniffed_.assign(in);
+    return ProtocolStatus::kOk;
+  }
+  if (!makeProtocol(http2)) return ProtocolStatus::kOk;  // closed
+  if (sniffed_.empty()) return protocol_->receive(data, len);
+  std::string first;
+  first.swap(sniffed_);
+  return protocol_->receive(reinterpret_cast<const uint8_t*>(first.data()), first.size());
+}
+
+bool Connection::afterProtocol() {
+  if (protocol_->upgradeRequested() && !switchToHttp2()) return false;
+  const bool head = protocol_->readingHead();
+  if (head != reading_head_) {
+    reading_head_ = head;
+    if (head) {
+      head_since_ = worker_.loop().now();
+      if (state_ == State::kActive) armTimer();
+    }
+  }
+  return open();
+}
+
+bool Connection::switchToHttp2() {
+  auto& h1 = static_cast<Http1Protocol&>(*protocol_).session();
+  std::string payload;
+  if (!Http2Protocol::decodeSettings(h1.upgradeSettings(), payload)) {
+    h1.refuseUpgrade("invalid HTTP2-Settings in an h2c upgrade");
+    return true;
+  }
+  http::detail::ConnectionView& view = *this;
+  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
+                                            worker_.sessionAllocator(), worker_.service(), view);
+  if (!h2->valid()) {
+    spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
+    close(CloseReason::kIoError, true);
+    return false;
+  }
+  std::string rest;
+  h2::Stream* request = h1.takeUpgrade(rest);
+  // 101 first: what HTTP/2 produces follows it in the same output.
+  if (!out_.append(reinterpret_cast<const uint8_t*>(kSwitchingToH2c.data()),
+                   kSwitchingToH2c.size())) {
+    spdlog::warn("connection fd {}: no room for the 101 of an h2c upgrade", fd_);
+  }
+  Http2Protocol& http2 = *h2;
+  protocol_ = std::move(h2);  // the HTTP/1.1 session is done
+  reading_head_ = false;
+  if (!http2.upgrade(payload, request)) {
+    spdlog::info("connection fd {}: h2c upgrade refused: {}", fd_, http2.lastError());
+    close(CloseReason::kProtocolError, true);
+    return false;
+  }
+  spdlog::debug("connection fd {}: upgraded to h2c", fd_);
+  if (rest.empty()) return true;
+  if (protocol_->receive(reinterpret_cast<const uint8_t*>(rest.data()), rest.size()) !=
+      ProtocolStatus::kOk) {
+    spdlog::warn("connection fd {}: protocol failed: {}", fd_, protocol_->lastError());
+    close(CloseReason::kProtocolError, true);
+    return false;
+  }
+  return true;
+}
+
+void Connection::readInput(bool force) {
   uint8_t* buf = worker_.readBuffer();
   // Assume we stop early; the kernel-drained exits below clear it.
   input_pending_ = true;
+  if (!force && protocol_ && protocol_->inputPaused()) return;
   for (int i = 0; i < kReadBudget; ++i) {
     net::IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == net::IoStatus::kWouldBlock) {
@@ -311,18 +432,24 @@ void Connection::readInput() {
     }
     last_activity_ = worker_.loop().now();
     got_input_ = true;
-    if (protocol_->receive(buf, r.bytes) != ProtocolStatus::kOk) {
+    if (feed(buf, r.bytes) != ProtocolStatus::kOk) {
       // Our own failure (out of memory, a callback that failed): nothing
       // sensible can be sent any more.
       spdlog::warn("connection fd {}: protocol failed: {}", fd_, protocol_->lastError());
       close(CloseReason::kProtocolError, true);
       return;
     }
-    // A connection error (its answer queued), or nothing more the protocol
-    // would read: what else arrives is discarded once the connection lingers.
-    if (protocol_->connectionError() || !protocol_->wantRead()) {
-      input_pending_ = false;
-      return;
+    if (!open()) return;
+    if (protocol_) {
+      if (!afterProtocol()) return;
+      // A connection error (its answer queued), or nothing more the protocol
+      // would read: what else arrives is discarded once the connection lingers.
+      if (protocol_->connectionError() || !protocol_->wantRead()) {
+        input_pending_ = false;
+        return;
+      }
+      // Enough held: the rest waits in the kernel (TCP pushes back).
+      if (protocol_->inputPaused()) return;
     }
     if (r.bytes < Worker::kReadBufferSize && !transport_->hasPendingInput()) {
       input_pending_ = false;
@@ -335,7 +462,7 @@ void Connection::writeOutput() {
   // Our preface waits for the client's first bytes: an HTTP/1.1 client on an
   // h2c port must not get binary SETTINGS before its 505, and the preface
   // leaves together with the first response.
-  if (!got_input_) return;
+  if (!got_input_ || !protocol_) return;
   for (int round = 0; round < kWriteBudget; ++round) {
     if (!out_.aboveHigh()) {
       if (protocol_->produce(out_) != ProtocolStatus::kOk) {
@@ -344,6 +471,7 @@ void Connection::writeOutput() {
         close(CloseReason::kProtocolError, true);
         return;
       }
+      if (!afterProtocol()) return;
     }
     if (outputSent()) break;
     const size_t before = out_.size();
@@ -391,9 +519,13 @@ void Connection::noteBuffered() {
 
 void Connection::afterIo() {
   worker_.publishGauges();
+  if (!protocol_) {  // cleartext, the first bytes are not all here yet
+    updateInterest();
+    return;
+  }
   // How the connection ends, decided by why.
   if (protocol_->connectionError()) {
-    endFor(CloseReason::kProtocolError);
+    if (end_reason_ != CloseReason::kHeaderTimeout) endFor(CloseReason::kProtocolError);
     spdlog::info("connection fd {}: {}", fd_, protocol_->connectionErrorDescription());
     beginLingeringClose(Linger::kAfterError);
     return;
@@ -416,7 +548,9 @@ void Connection::afterIo() {
 }
 
 void Connection::updateInterest() {
-  uint32_t interest = ev::kRead;
+  // Input the protocol holds back waits in the kernel (TCP pushes back).
+  const bool paused = protocol_ && protocol_->inputPaused();
+  uint32_t interest = paused ? 0u : uint32_t{ev::kRead};
   if (wantsToWrite()) interest |= ev::kWrite;
   const net::Interest blocked = transport_->pendingInterest();
   if (net::hasInterest(blocked, net::Interest::kRead)) interest |= ev::kRead;
@@ -428,7 +562,7 @@ void Connection::updateInterest() {
   // Input that TLS read ahead of the records we took raises no readiness
   // event: come back for it on the next iteration, after the other
   // connections had their turn.
-  if (input_pending_ && transport_->hasPendingInput()) {
+  if (input_pending_ && !paused && transport_->hasPendingInput()) {
     watch_->activate(ev::kRead);
   }
   // Output got stuck (or unstuck): the write timeout replaces the idle one.
@@ -465,6 +599,9 @@ void Connection::closeOnIo(net::IoStatus status, std::string_view what) {
 // and is bounded in time (then RST).
 void Connection::beginLingeringClose(Linger kind) {
   if (state_ == State::kLingering || !open()) return;
+  if (kind == Linger::kWaitForClient && protocol_ && protocol_->closesFirst()) {
+    kind = Linger::kHalfClose;
+  }
   state_ = State::kLingering;
   linger_ = kind;
   const ServerConfig& cfg = worker_.config();
@@ -486,6 +623,10 @@ void Connection::beginLingeringClose(Linger kind) {
     case Linger::kAfterError:
       fin_at_ = now;
       linger_until_ = now + cfg.error_linger_timeout;
+      break;
+    case Linger::kHalfClose:
+      fin_at_ = now;
+      linger_until_ = now + cfg.linger_timeout;
       break;
   }
   onLingerEvent();

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "eventloop/loop.h"
@@ -47,6 +48,10 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
     // at once, input discarded so no late RST overtakes the GOAWAY.
     // error_linger_timeout, which also bounds a flush the peer never reads.
     kAfterError,
+    // Our graceful end of an HTTP/1.1 connection (no GOAWAY there to make
+    // the client close): our FIN at once, input read and discarded until
+    // the client's FIN. linger_timeout.
+    kHalfClose,
   };
 
   // Takes ownership of `fd` and `transport` (which wraps the same fd).
@@ -87,12 +92,22 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   void onTimer();
   void handshakeStep();
   void startSession();
+  // Cleartext with HTTP/1.1 on: the first bytes decide (the HTTP/2 preface,
+  // or HTTP/1.1). Feeds `data` to the protocol, creating it once decided.
+  [[nodiscard]] ProtocolStatus feed(const uint8_t* data, size_t len);
+  // Creates the protocol for `http2` and makes the connection active;
+  // false when it could not (the connection is closed).
+  bool makeProtocol(bool http2);
+  // After the protocol ran: an h2c upgrade it asked for is carried out; the
+  // header timeout starts or stops. False when the connection closed.
+  bool afterProtocol();
+  bool switchToHttp2();
   // Reads what is available (bounded per event) into the protocol. Reading
   // goes on while output is above the watermark: the protocol bounds what input
   // can queue without our output moving (flow control for DATA, concurrency
   // for streams, max_outbound_ack for SETTINGS/PING acknowledgements), and a
   // peer that floods those without reading is only seen if we read.
-  void readInput();
+  void readInput(bool force = false);
   // Produces and writes until the socket or the watermark stops it.
   void writeOutput();
   // Flushes out_ once; returns false when the connection was closed.
@@ -129,6 +144,7 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   bool input_pending_ = false;
   bool goaway_sent_ = false;
   bool got_input_ = false;        // the client has sent something (its preface)
+  bool reading_head_ = false;     // HTTP/1.1: a request head is arriving (head_since_)
   bool timer_for_write_ = false;  // the timer runs the write timeout, not the idle one
   // Inside onEvent()/startSession(), which produce and write before they
   // return: output queued meanwhile needs no wake-up.
@@ -142,11 +158,13 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   std::unique_ptr<ev::Timer> timer_;
   ev::Clock::time_point last_activity_;
   ev::Clock::time_point accepted_at_;
-  ev::Clock::time_point goaway_at_;  // draining: when the final GOAWAY is due
-  ev::Clock::time_point fin_at_;     // lingering: when our FIN is due (not kWaitForClient)
+  ev::Clock::time_point goaway_at_;   // draining: when the final GOAWAY is due
+  ev::Clock::time_point head_since_;  // reading_head_: when that head began
+  ev::Clock::time_point fin_at_;      // lingering: when our FIN is due (not kWaitForClient)
   ev::Clock::time_point linger_until_;
   ev::Clock::time_point linger_timer_at_;  // what the timer is armed for while lingering
   h2::OutputBuffer out_;
+  std::string sniffed_;  // cleartext: first bytes before the protocol is known
   size_t reported_buffered_ = 0;
   // Declared last: destroyed first, while everything the requests it ends
   // touch is still alive.

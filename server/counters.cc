@@ -26,6 +26,8 @@ std::string_view toString(CloseReason r) {
       return "shutdown";
     case CloseReason::kIoError:
       return "io_error";
+    case CloseReason::kHeaderTimeout:
+      return "header_timeout";
     case CloseReason::kCount:
       break;
   }

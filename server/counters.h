@@ -17,10 +17,11 @@ enum class CloseReason : uint8_t {
   kProtocolError,  // HTTP/2 error, flood, bad preface
   kHandshakeTimeout,
   kIdleTimeout,
-  kWriteTimeout,  // output pending, no progress
-  kLimit,         // refused at max-connections
-  kShutdown,      // server shutdown, drain timeout expired
-  kIoError,       // any other I/O error (EBADF: fd already invalid)
+  kWriteTimeout,   // output pending, no progress
+  kLimit,          // refused at max-connections
+  kShutdown,       // server shutdown, drain timeout expired
+  kIoError,        // any other I/O error (EBADF: fd already invalid)
+  kHeaderTimeout,  // HTTP/1.1: a request head not complete in time (slowloris)
   kCount
 };
 

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
+
+#include <cctype>
 
 #include "server/service.h"
 
@@ -29,6 +32,35 @@ Http2Protocol::~Http2Protocol() {
   destroying_ = true;
   drained_.clear();
   session_.reset();
+}
+
+bool Http2Protocol::decodeSettings(std::string_view b64url, std::string& out) {
+  // RFC 7540 §3.2.1: base64url without padding; the payload is whole
+  // SETTINGS entries (6 bytes each), at most a sane number of them.
+  if (b64url.size() > 1024 || b64url.size() % 4 == 1) return false;
+  std::string b64(b64url);
+  for (char& c : b64) {
+    if (c == '-') {
+      c = '+';
+    } else if (c == '_') {
+      c = '/';
+    } else if (!std::isalnum(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  const size_t pad = (4 - b64.size() % 4) % 4;
+  b64.append(pad, '=');
+  out.resize(b64.size() / 4 * 3);
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0 || static_cast<size_t>(n) < pad) return false;
+  out.resize(static_cast<size_t>(n) - pad);
+  return out.size() % 6 == 0;
+}
+
+bool Http2Protocol::upgrade(std::string_view payload, h2::Stream* request) {
+  return session_->upgrade(payload, request);
 }
 
 ProtocolStatus Http2Protocol::receive(const uint8_t* data, size_t len) {

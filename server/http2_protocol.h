@@ -29,6 +29,14 @@ class Http2Protocol final : public Protocol, private h2::SessionHandler {
   // False when the session could not be created; lastError() says why.
   [[nodiscard]] bool valid() const { return session_->valid(); }
 
+  // h2c upgrade: `payload` is the decoded HTTP2-Settings (decodeSettings());
+  // `request` the upgrading request's stream with its session reference
+  // (see h2::Session::upgrade()). False when nghttp2 refused the settings
+  // (the stream was released).
+  [[nodiscard]] bool upgrade(std::string_view payload, h2::Stream* request);
+  // Decodes an HTTP2-Settings value (base64url, no padding); false if invalid.
+  [[nodiscard]] static bool decodeSettings(std::string_view b64url, std::string& out);
+
   [[nodiscard]] ProtocolStatus receive(const uint8_t* data, size_t len) override;
   [[nodiscard]] ProtocolStatus produce(h2::OutputBuffer& out) override;
   [[nodiscard]] bool wantRead() const override;

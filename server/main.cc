@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string root;
   std::string cert, key;
-  double handshake_timeout = 10, idle_timeout = 60, write_timeout = 30, drain_timeout = 10;
+  double handshake_timeout = 10, idle_timeout = 60, write_timeout = 30, drain_timeout = 10,
+         header_timeout = 10;
   uint32_t max_streams = cfg.session.max_concurrent_streams;
 
   std::vector<std::string> backends;
@@ -60,6 +61,11 @@ int main(int argc, char** argv) {
   app.add_flag("--access-log", cfg.access_log, "log one line per request");
   app.add_option("--metrics-path", cfg.metrics_path, "serve Prometheus metrics at this path (off)");
   app.add_option("--handshake-timeout", handshake_timeout, "seconds to complete the TLS handshake")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--http1,!--no-http1", cfg.http1,
+               "serve HTTP/1.1 (and the h2c upgrade) next to HTTP/2 (default; --no-http1: h2 only)");
+  app.add_option("--header-timeout", header_timeout,
+                 "seconds an HTTP/1.1 request head may take to arrive, however it trickles")
       ->check(CLI::PositiveNumber);
   app.add_option("--idle-timeout", idle_timeout, "seconds without traffic before GOAWAY and close")
       ->check(CLI::PositiveNumber);
@@ -101,6 +107,7 @@ int main(int argc, char** argv) {
   cfg.output_low_watermark = cfg.output_high_watermark / 4;
   cfg.handshake_timeout = seconds(handshake_timeout);
   cfg.idle_timeout = seconds(idle_timeout);
+  cfg.header_timeout = seconds(header_timeout);
   cfg.write_timeout = seconds(write_timeout);
   cfg.drain_timeout = seconds(drain_timeout);
 
@@ -123,7 +130,9 @@ int main(int argc, char** argv) {
                            v6 ? "]" : "", server.ports()[i]);
     }
     spdlog::info("h2loop listening on {} ({}, {} loop, {} worker(s), root {})", where,
-                 cfg.cert.empty() ? "h2c" : "TLS", cfg.event_loop, cfg.workers, cfg.root.string());
+                 cfg.cert.empty() ? (cfg.http1 ? "h2c, http/1.1" : "h2c")
+                                  : (cfg.http1 ? "TLS: h2, http/1.1" : "TLS: h2"),
+                 cfg.event_loop, cfg.workers, cfg.root.string());
     int sig = 0;
     sigwait(&signals, &sig);
     spdlog::info("{}: graceful shutdown (drain timeout {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",

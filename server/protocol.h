@@ -17,7 +17,7 @@ enum class ProtocolStatus : uint8_t {
 // What a Connection drives once its transport is up: bytes in, bytes out,
 // and whether anything is left to do. The Connection owns the lifecycle
 // (timers, watermarks, the one close, how the connection ends); the protocol
-// owns the wire format and the requests (HTTP/2 today, HTTP/1.1 next). It
+// owns the wire format and the requests (Http2Protocol, Http1Protocol). It
 // knows nothing of sockets, TLS or event loops, and the Connection knows
 // nothing of nghttp2.
 //
@@ -60,6 +60,21 @@ class Protocol {
 
   // Why receive()/produce() failed (kFatal), for the log.
   [[nodiscard]] virtual std::string_view lastError() const = 0;
+
+  // --- what only some protocols do (HTTP/1.1) ---
+  // Input is held and no more should be read for now (pipelined requests
+  // wait for the one being answered); produce() makes room.
+  [[nodiscard]] virtual bool inputPaused() const { return false; }
+  // A request head is arriving and is not complete (the header timeout runs).
+  [[nodiscard]] virtual bool readingHead() const { return false; }
+  // The header timeout expired: answer it (408) and end (connectionError()).
+  virtual void headerTimeout() {}
+  // Whether our graceful end sends our FIN first (HTTP/1.1 has no GOAWAY
+  // to make the client close) instead of waiting for the client's.
+  [[nodiscard]] virtual bool closesFirst() const { return false; }
+  // The client asked to switch to HTTP/2 (h2c upgrade) and the request is
+  // complete: the connection hands it over (Connection::switchToHttp2()).
+  [[nodiscard]] virtual bool upgradeRequested() const { return false; }
 };
 
 }  // namespace h2loop::server

@@ -28,6 +28,7 @@ server::ServerConfig toConfig(const ServerOptions& o, Router router) {
   cfg.write_timeout = o.write_timeout;
   cfg.drain_timeout = o.drain_timeout;
   cfg.access_log = o.access_log;
+  cfg.http1 = o.http1;
   cfg.router = std::make_shared<const Router>(std::move(router));
   return cfg;
 }

@@ -33,6 +33,7 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
     opts.cert_file = config_.cert;
     opts.key_file = config_.key;
     opts.tls13_ciphersuites = config_.tls13_ciphers;
+    opts.http1 = config_.http1;
     tls_ = std::make_unique<net::TlsContext>(opts);
   }
   shared_.config = &config_;

@@ -57,6 +57,8 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{30'000};
   std::chrono::milliseconds drain_timeout{10'000};
   bool access_log = false;
+  // HTTP/1.1 (and the h2c upgrade) next to HTTP/2 on the same listeners.
+  bool http1 = true;
 };
 
 class Server {

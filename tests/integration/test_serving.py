@@ -141,11 +141,12 @@ class Serving(ServerTestCase):
 
 
 class TlsSpecifics(unittest.TestCase):
-    """ALPN: a TLS client that does not offer h2 fails clearly, not by a hang."""
+    """ALPN: on an HTTP/2-only port (--no-http1) a TLS client that does not
+    offer h2 fails clearly, not by a hang."""
 
     @unittest.skipUnless(harness.TLS, "TLS only")
     def test_client_without_h2_alpn_is_refused_quickly(self):
-        with Server() as server:
+        with Server("--no-http1") as server:
             start = time.monotonic()
             r = server.curl("/", "--http1.1", timeout=10)
             self.assertNotEqual(r.returncode, 0)
@@ -162,8 +163,8 @@ class TlsSpecifics(unittest.TestCase):
 class H2cSpecifics(unittest.TestCase):
 
     @unittest.skipIf(harness.TLS, "h2c only")
-    def test_http11_request_gets_a_clear_answer(self):
-        with Server() as server:
+    def test_http11_request_on_an_http2_only_port_gets_a_clear_answer(self):
+        with Server("--no-http1") as server:
             r = subprocess.run(["curl", "-sS", "--http1.1", "--max-time", "10", server.url("/")],
                                capture_output=True, timeout=20)
             self.assertIn(b"HTTP/2 only", r.stdout)

@@ -35,7 +35,7 @@ ENHANCE_YOUR_CALM = 0xB
 
 CLOSE_REASONS = ("completed", "peer_eof", "peer_reset", "tls_error", "protocol_error",
                  "handshake_timeout", "idle_timeout", "write_timeout", "limit", "shutdown",
-                 "io_error")
+                 "io_error", "header_timeout")
 
 
 def closed_key(reason):

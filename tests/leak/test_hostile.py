@@ -212,36 +212,6 @@ class HostileFrames(HostileCase):
 
     # -- garbage ---------------------------------------------------------------------
 
-    def test_garbage_instead_of_the_preface(self):
-        _, before = self.snapshot()
-        c = RawConn(self.server, preface=False)  # TLS: after a complete handshake
-        start = time.monotonic()
-        c.send(b"\x00\x01\x02 this is not an HTTP/2 connection preface \xff\xfe" * 4)
-        self.assert_goaway_then_eof(c, PROTOCOL_ERROR, within=1.5)
-        self.assertLess(time.monotonic() - start, 5)
-        c.close()
-        self.assert_closed_with(before, ("protocol_error",))
-
-    @unittest.skipIf(harness.TLS, "h2c only: on the TLS port HTTP/1.1 never reaches HTTP/2")
-    def test_http11_request_on_h2c_gets_505_and_a_close(self):
-        _, before = self.snapshot()
-        s = harness.tcp_connect(self.server)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n")
-        s.settimeout(5)
-        reply = b""
-        start = time.monotonic()
-        while time.monotonic() - start < 5:
-            data = s.recv(4096)
-            if not data:
-                break
-            reply += data
-        else:
-            self.fail("no close after the 505")
-        s.close()
-        self.assertTrue(reply.startswith(b"HTTP/1.1 505 "), reply[:80])
-        self.assertIn(b"HTTP/2 only", reply)
-        self.assert_closed_with(before, ("protocol_error",))
-
     @unittest.skipUnless(harness.TLS, "TLS only: h2c has no handshake")
     def test_client_hello_then_fin_is_closed_at_once(self):
         """A ClientHello, then FIN, from a client that never reads (and a
@@ -281,6 +251,45 @@ class HostileFrames(HostileCase):
             self.assertLess(time.monotonic() - start, 5)
             s.close()
             self.assert_closed_with(before, ("tls_error",))
+
+
+class Http2OnlyPort(HostileCase):
+    """--no-http1: the port speaks HTTP/2 alone. What is not the HTTP/2
+    preface is a connection error (GOAWAY), and an HTTP/1.1 request on a
+    cleartext port gets a readable 505. (With HTTP/1.1 on, both are HTTP/1.1
+    requests: tests/integration/test_http1.py.)"""
+
+    server_args = ("--no-http1",)
+
+    def test_garbage_instead_of_the_preface(self):
+        _, before = self.snapshot()
+        c = RawConn(self.server, preface=False)  # TLS: after a complete handshake
+        start = time.monotonic()
+        c.send(b"\x00\x01\x02 this is not an HTTP/2 connection preface \xff\xfe" * 4)
+        self.assert_goaway_then_eof(c, PROTOCOL_ERROR, within=1.5)
+        self.assertLess(time.monotonic() - start, 5)
+        c.close()
+        self.assert_closed_with(before, ("protocol_error",))
+
+    @unittest.skipIf(harness.TLS, "h2c only: on the TLS port HTTP/1.1 never reaches HTTP/2")
+    def test_http11_request_on_an_h2c_only_port_gets_505_and_a_close(self):
+        _, before = self.snapshot()
+        s = harness.tcp_connect(self.server)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n")
+        s.settimeout(5)
+        reply = b""
+        start = time.monotonic()
+        while time.monotonic() - start < 5:
+            data = s.recv(4096)
+            if not data:
+                break
+            reply += data
+        else:
+            self.fail("no close after the 505")
+        s.close()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 505 "), reply[:80])
+        self.assertIn(b"HTTP/2 only", reply)
+        self.assert_closed_with(before, ("protocol_error",))
 
 
 class ConnectionErrors(HostileCase):
