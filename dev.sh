@@ -10,9 +10,9 @@ cd "$(dirname "$0")"
 
 PACKAGES=(
   cmake ninja-build pkg-config g++ git
-  libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev
+  libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  openssl curl nghttp2-client python3-h2 iproute2 procps clang-format
+  openssl curl wget nghttp2-client python3-h2 iproute2 procps clang-format
 )
 
 deps() {
