@@ -170,7 +170,14 @@ void Session::parse() {
   parsing_ = true;
   while (input_offset_ < input_.size() && !parserBlocked()) {
     if (HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED) http_parser_pause(&parser_, 0);
-    const size_t avail = input_.size() - input_offset_;
+    size_t avail = input_.size() - input_offset_;
+    // A body the application takes at its own pace is fed no further than
+    // its window (framing bytes count too: always some progress).
+    if (current_ != nullptr && !in_head_ && !request_done_ && !response_done_ &&
+        current_->hold_window_) {
+      const size_t room = config_.body_window > unconsumed_ ? config_.body_window - unconsumed_ : 0;
+      avail = std::min(avail, std::max<size_t>(room, 1));
+    }
     const size_t n =
         http_parser_execute(&parser_, Callbacks::settings(), input_.data() + input_offset_, avail);
     input_offset_ += n;
@@ -399,6 +406,8 @@ int Session::onHeadersComplete() {
   h2::Stream* s = current_;
   handler_.onRequest(*s, !has_body);
   if (errored_ || current_ != s) return 1;
+  // The body is then fed within the stream's window (parse()).
+  if (has_body && s->hold_window_) http_parser_pause(&parser_, 1);
   if (expect_continue_) {
     if (!s->response_submitted_) {
       // The client waits for this before it sends the body.
