@@ -335,6 +335,7 @@ bool Connection::makeProtocol(bool http2) {
   c.allow_h2c_upgrade = c.allow_h2c_upgrade && !transport_->isTls();
   c.date = [this] { return worker_.httpDate(); };
   protocol_ = std::make_unique<Http1Protocol>(worker_.pool(), c, worker_.service(), view);
+  worker_.counters().http1_connections.add(1);
   return true;
 }
 
@@ -405,6 +406,7 @@ bool Connection::switchToHttp2() {
     return false;
   }
   spdlog::debug("connection fd {}: upgraded to h2c", fd_);
+  worker_.counters().h2c_upgrades.add(1);
   if (rest.empty()) return true;
   if (protocol_->receive(reinterpret_cast<const uint8_t*>(rest.data()), rest.size()) !=
       ProtocolStatus::kOk) {

@@ -46,6 +46,8 @@ struct WorkerCounters {
   Gauge connections_active;
   Gauge connections_total;
   Gauge connections_refused;  // at max-connections (also counted as kLimit closes)
+  Gauge http1_connections;    // connections served HTTP/1.1 (from their first request)
+  Gauge h2c_upgrades;         // HTTP/1.1 connections that switched to HTTP/2
   Gauge streams_active;
   Gauge requests_total;
   Gauge pool_in_use;

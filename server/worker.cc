@@ -270,7 +270,12 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::connections_total));
   metric("h2loop_connections_refused_total", "counter", "Connections refused at max-connections.",
          sum(&WorkerCounters::connections_refused));
-  metric("h2loop_streams_active", "gauge", "Open HTTP/2 streams.",
+  metric("h2loop_http1_connections_total", "counter", "Connections served HTTP/1.1.",
+         sum(&WorkerCounters::http1_connections));
+  metric("h2loop_h2c_upgrades_total", "counter", "HTTP/1.1 connections upgraded to h2c.",
+         sum(&WorkerCounters::h2c_upgrades));
+  metric("h2loop_streams_active", "gauge",
+         "Open requests (HTTP/2 streams, HTTP/1.1 exchanges).",
          sum(&WorkerCounters::streams_active));
   metric("h2loop_requests_total", "counter", "Requests received.",
          sum(&WorkerCounters::requests_total));
