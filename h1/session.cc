@@ -548,6 +548,13 @@ void Session::produce(h2::OutputBuffer& out) {
       }
       continue;  // the end of the body (last chunk) goes out first
     }
+    if (response_done_ && !request_done_ && closing_) {
+      // Answered, and the connection ends with it: the rest of the body
+      // (which an unacknowledged Expect: 100-continue may never bring) is
+      // not waited for.
+      closeCurrent(NGHTTP2_NO_ERROR);
+      return;
+    }
     if (!request_done_ || !response_done_) {
       // Input held back (a body window, a body after the response) may go on.
       parse();

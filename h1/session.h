@@ -70,8 +70,11 @@ class Session final : public h2::StreamOwner {
   [[nodiscard]] bool inputPaused() const {
     return input_.size() - input_offset_ >= config_.max_buffered_input;
   }
-  // More requests may come (false once the connection is to end).
-  [[nodiscard]] bool wantRead() const { return !closing_ && !errored_; }
+  // The connection goes on: more requests may come, or one is in flight
+  // (false once the connection is to end and nothing is left to answer).
+  [[nodiscard]] bool wantRead() const {
+    return !errored_ && upgrade_ == nullptr && (!closing_ || current_ != nullptr);
+  }
   [[nodiscard]] bool wantWrite() const;
   [[nodiscard]] size_t activeStreams() const { return current_ != nullptr ? 1 : 0; }
   // A request is under way and its header section is not complete yet (the

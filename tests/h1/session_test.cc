@@ -176,6 +176,21 @@ TEST_F(H1Session, HeadGetsTheLengthAndNoBody) {
   EXPECT_TRUE(out.ends_with("\r\n\r\n")) << out;
 }
 
+TEST_F(H1Session, StopAfterCurrentLetsTheRequestInFlightFinish) {
+  rec_.on_request = [&](Stream& s) { rec_.held.emplace_back(&s); };
+  send("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  (void)drain();
+  session_->stopAfterCurrent();
+  // Not finished while the application has yet to answer.
+  EXPECT_TRUE(session_->wantRead() || session_->wantWrite());
+  ASSERT_EQ(rec_.held[0]->submitResponse(200, {}, ResponseBody::bytes("late")), SubmitResult::kOk);
+  const std::string out = drain();
+  EXPECT_NE(out.find("connection: close\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(out.ends_with("late")) << out;
+  EXPECT_FALSE(session_->wantRead());
+  EXPECT_FALSE(session_->wantWrite());
+}
+
 TEST_F(H1Session, ConnectionCloseEndsAfterTheResponse) {
   send("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n");
   const std::string out = drain();
@@ -341,6 +356,10 @@ TEST_F(H1Session, ExpectContinueAnsweredAtOnceClosesTheConnection) {
   const std::string out = drain();
   EXPECT_EQ(out.find("100 Continue"), std::string::npos) << out;
   EXPECT_NE(out.find("connection: close\r\n"), std::string::npos) << out;
+  // The body may never come: the connection ends with the answer.
+  EXPECT_EQ(rec_.closes.size(), 1u);
+  EXPECT_FALSE(session_->wantRead());
+  EXPECT_FALSE(session_->wantWrite());
 }
 
 TEST_F(H1Session, ResponseHeadersAreCheckedForSplitting) {
