@@ -870,7 +870,107 @@ TEST_P(HandshakeFaults, HandshakeWantReadWantWriteInjectedStillServes) {
   EXPECT_EQ(delta(before, idle, CloseReason::kHandshakeTimeout), 0);
 }
 
+// -- the same faults under an HTTP/1.1 client (curl --http1.1; TLS: ALPN http/1.1) --
+
+class Http1Faults : public FaultInjection {
+ protected:
+  std::string url(std::string_view path) const {
+    return (tls() ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_) +
+           std::string(path);
+  }
+  // curl --http1.1 fetching `path` into a file; returns its result and the body.
+  ProcessResult curl(std::string_view path, std::string& body) {
+    const std::filesystem::path out =
+        data().dir / ("h1-" + std::string(GetParam().loop) + (tls() ? "-tls" : "-h2c") + ".bin");
+    const std::vector<std::string> argv = {"curl", "-sS", "-k",         "--http1.1", "--max-time",
+                                           "60",   "-o",  out.string(), url(path)};
+    ProcessResult r = runProcess(argv, data().dir, 90s);
+    std::ifstream in(out, std::ios::binary);
+    body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    in.close();
+    std::filesystem::remove(out);
+    return r;
+  }
+  // A 1 MiB HTTP/1.1 download during which the transport fails as `rule` says: closed at
+  // once for `expected`, the client sees the body cut, the worker goes idle. (A read fault
+  // needs the client to send while it downloads, which an HTTP/1.1 client does not: write
+  // faults only.)
+  void runFailingDownload(FaultRule rule, CloseReason expected, std::string_view detach) {
+    startServer(FaultPlan{.rules = {rule}});
+    const Snapshot before = snapshot();
+    const auto t0 = Clock::now();
+    std::string body;
+    const ProcessResult r = curl("/big.bin", body);
+    ASSERT_TRUE(r.started) << r.output;
+    EXPECT_FALSE(r.timed_out) << "closed at once, not by a timeout";
+    EXPECT_NE(r.exit_code, 0) << "curl saw the response cut: " << r.output;
+    EXPECT_LT(body.size(), data().big.size()) << "the download was cut short by the fault";
+    EXPECT_LT(Clock::now() - t0, 20s);
+    const Snapshot after = waitClosed(before, expected);
+    EXPECT_EQ(delta(before, after, expected), 1)
+        << "closed as " << server::toString(expected) << "; " << describe(after);
+    EXPECT_EQ(totalDelta(before, after), 1) << "exactly one close, counted once";
+    EXPECT_EQ(log_->fired(rule.action), 1u) << "the fault fired once";
+    EXPECT_EQ(log_->callsAfterTerminal(), 0u)
+        << "no I/O on the transport after it reported the failure";
+    if (!detach.empty() && expected != CloseReason::kPeerReset) {
+      EXPECT_EQ(closeLogLines(expected, detach), 1u)
+          << "one close logged with the watch detach outcome '" << detach << "'";
+    }
+    expectIdle();
+  }
+};
+
+TEST_P(Http1Faults, FdClosedBehindBackMidResponse) {
+  runFailingDownload(
+      {.op = FaultOp::kWrite, .action = FaultAction::kCloseFd, .after_written_bytes = 64 * 1024},
+      errorReason(), "fd-gone");
+}
+
+TEST_P(Http1Faults, EbadfFromWrite) {
+  runFailingDownload({.op = FaultOp::kWrite,
+                      .action = FaultAction::kError,
+                      .after_written_bytes = 64 * 1024,
+                      .err = EBADF},
+                     errorReason(), "detached");
+}
+
+TEST_P(Http1Faults, EconnresetFromWrite) {
+  runFailingDownload({.op = FaultOp::kWrite,
+                      .action = FaultAction::kReset,
+                      .after_written_bytes = 64 * 1024,
+                      .err = ECONNRESET},
+                     CloseReason::kPeerReset, "detached");
+}
+
+TEST_P(Http1Faults, EpipeFromWrite) {
+  runFailingDownload({.op = FaultOp::kWrite,
+                      .action = FaultAction::kReset,
+                      .after_written_bytes = 64 * 1024,
+                      .err = EPIPE},
+                     CloseReason::kPeerReset, "detached");
+}
+
+TEST_P(Http1Faults, EagainStormsAndShortIoStillDeliverEveryByte) {
+  // Reads of at most 7 bytes: the request head arrives in pieces, the parser keeps its state.
+  startServer(FaultPlan{.rules = stormRules(tls())});
+  const Snapshot before = snapshot();
+  std::string body;
+  const ProcessResult r = curl("/big.bin", body);
+  ASSERT_TRUE(r.started) << r.output;
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(body.size(), data().big.size());
+  EXPECT_TRUE(sameBytes(body, data().big)) << "curl got the 1 MiB body intact over HTTP/1.1";
+  EXPECT_GT(log_->fired(FaultAction::kShortIo), 100u);
+  const Snapshot idle = expectIdle();
+  EXPECT_EQ(totalDelta(before, idle), 1);
+  EXPECT_EQ(delta(before, idle, errorReason()), 0);
+  EXPECT_EQ(delta(before, idle, CloseReason::kPeerReset), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Leak, FaultInjection, ::testing::ValuesIn(kBackends), backendName);
+INSTANTIATE_TEST_SUITE_P(Leak, Http1Faults, ::testing::ValuesIn(kBackends), backendName);
 INSTANTIATE_TEST_SUITE_P(Leak, HandshakeFaults, ::testing::ValuesIn(kTlsBackends), backendName);
 
 // ==== scenario 8: shutdown =====================================================================
