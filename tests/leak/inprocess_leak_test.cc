@@ -464,6 +464,9 @@ class LeakTest : public ::testing::TestWithParam<Backend> {
 
 // ==== scenario 1: faults injected into the transport =============================================
 
+// EAGAIN storms and short I/O on every transport call (defined with its tests below).
+std::vector<FaultRule> stormRules(bool tls);
+
 class FaultInjection : public LeakTest {
  protected:
   // The close-log line of a connection closed for `reason` whose watch detach said `outcome`.
@@ -504,7 +507,12 @@ class FaultInjection : public LeakTest {
     }
     EXPECT_LT(Clock::now() - t0, 20s) << "closed at once, not by a timeout";
     client.close();
+    expectOneFaultClose(before, rule, expected, detach);
+  }
 
+  // The connection the fault hit was closed once, for `expected`, and the worker is idle.
+  void expectOneFaultClose(const Snapshot& before, const FaultRule& rule, CloseReason expected,
+                           std::string_view detach) {
     const Snapshot after = waitClosed(before, expected);
     EXPECT_EQ(delta(before, after, expected), 1)
         << "closed as " << server::toString(expected) << "; " << describe(after);
@@ -518,6 +526,44 @@ class FaultInjection : public LeakTest {
           << "one close logged with the watch detach outcome '" << detach << "'";
     }
     expectIdle();
+  }
+
+  // curl fetching `path` with `protocol` ("--http2", "--http1.1"; cleartext HTTP/2 is prior
+  // knowledge) into a file; returns its result and the body.
+  ProcessResult curl(std::string_view protocol, std::string_view path, std::string& body) {
+    const std::filesystem::path out =
+        data().dir / ("curl-" + std::string(GetParam().loop) + (tls() ? "-tls" : "-h2c") + ".bin");
+    const bool h2c = !tls() && protocol == "--http2";
+    const std::string url = (tls() ? "https://127.0.0.1:" : "http://127.0.0.1:") +
+                            std::to_string(port_) + std::string(path);
+    const std::vector<std::string> argv = {
+        "curl",       "-sS", "-k", h2c ? "--http2-prior-knowledge" : std::string(protocol),
+        "--max-time", "60",  "-o", out.string(),
+        url};
+    ProcessResult r = runProcess(argv, data().dir, 90s);
+    std::ifstream in(out, std::ios::binary);
+    body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    in.close();
+    std::filesystem::remove(out);
+    return r;
+  }
+
+  // Short I/O and EAGAIN storms everywhere: a 1 MiB download still arrives intact.
+  void runStormDownload(std::string_view protocol) {
+    startServer(FaultPlan{.rules = stormRules(tls())});
+    const Snapshot before = snapshot();
+    std::string body;
+    const ProcessResult r = curl(protocol, "/big.bin", body);
+    ASSERT_TRUE(r.started) << r.output;
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(body.size(), data().big.size());
+    EXPECT_TRUE(sameBytes(body, data().big)) << "curl " << protocol << " got the body intact";
+    EXPECT_GT(log_->fired(FaultAction::kShortIo), 100u);
+    const Snapshot idle = expectIdle();
+    EXPECT_EQ(totalDelta(before, idle), 1);
+    EXPECT_EQ(delta(before, idle, errorReason()), 0);
+    EXPECT_EQ(delta(before, idle, CloseReason::kPeerReset), 0);
   }
 };
 
@@ -778,33 +824,7 @@ TEST_P(FaultInjection, EagainStormsAndShortIoStillDeliverEveryByte) {
 }
 
 TEST_P(FaultInjection, EagainStormsAndShortIoStillDeliverEveryByteToCurl) {
-  startServer(FaultPlan{.rules = stormRules(tls())});
-  const Snapshot before = snapshot();
-  const std::filesystem::path out =
-      data().dir / ("curl-" + std::string(GetParam().loop) + (tls() ? "-tls" : "-h2c") + ".bin");
-  std::vector<std::string> argv = {"curl", "-sS", "--max-time", "60", "-o", out.string()};
-  if (tls()) {
-    argv.insert(argv.end(),
-                {"--http2", "-k", "https://127.0.0.1:" + std::to_string(port_) + "/big.bin"});
-  } else {
-    argv.insert(argv.end(), {"--http2-prior-knowledge",
-                             "http://127.0.0.1:" + std::to_string(port_) + "/big.bin"});
-  }
-  const ProcessResult r = runProcess(argv, data().dir, 90s);
-  ASSERT_TRUE(r.started) << r.output;
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  std::ifstream in(out, std::ios::binary);
-  const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  in.close();
-  std::filesystem::remove(out);
-  EXPECT_EQ(body.size(), data().big.size());
-  EXPECT_TRUE(sameBytes(body, data().big)) << "curl got the 1 MiB body intact";
-  EXPECT_GT(log_->fired(FaultAction::kShortIo), 100u);
-  const Snapshot idle = expectIdle();
-  EXPECT_EQ(totalDelta(before, idle), 1);
-  EXPECT_EQ(delta(before, idle, errorReason()), 0);
-  EXPECT_EQ(delta(before, idle, CloseReason::kPeerReset), 0);
+  runStormDownload("--http2");
 }
 
 TEST_P(FaultInjection, ShortReadsStillReadAWholeRequestTheClientSentAtOnce) {
@@ -874,50 +894,22 @@ TEST_P(HandshakeFaults, HandshakeWantReadWantWriteInjectedStillServes) {
 
 class Http1Faults : public FaultInjection {
  protected:
-  std::string url(std::string_view path) const {
-    return (tls() ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_) +
-           std::string(path);
-  }
-  // curl --http1.1 fetching `path` into a file; returns its result and the body.
-  ProcessResult curl(std::string_view path, std::string& body) {
-    const std::filesystem::path out =
-        data().dir / ("h1-" + std::string(GetParam().loop) + (tls() ? "-tls" : "-h2c") + ".bin");
-    const std::vector<std::string> argv = {"curl", "-sS", "-k",         "--http1.1", "--max-time",
-                                           "60",   "-o",  out.string(), url(path)};
-    ProcessResult r = runProcess(argv, data().dir, 90s);
-    std::ifstream in(out, std::ios::binary);
-    body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    in.close();
-    std::filesystem::remove(out);
-    return r;
-  }
   // A 1 MiB HTTP/1.1 download during which the transport fails as `rule` says: closed at
   // once for `expected`, the client sees the body cut, the worker goes idle. (A read fault
   // needs the client to send while it downloads, which an HTTP/1.1 client does not: write
   // faults only.)
-  void runFailingDownload(FaultRule rule, CloseReason expected, std::string_view detach) {
+  void runFailingDownload(const FaultRule& rule, CloseReason expected, std::string_view detach) {
     startServer(FaultPlan{.rules = {rule}});
     const Snapshot before = snapshot();
     const auto t0 = Clock::now();
     std::string body;
-    const ProcessResult r = curl("/big.bin", body);
+    const ProcessResult r = curl("--http1.1", "/big.bin", body);
     ASSERT_TRUE(r.started) << r.output;
     EXPECT_FALSE(r.timed_out) << "closed at once, not by a timeout";
     EXPECT_NE(r.exit_code, 0) << "curl saw the response cut: " << r.output;
     EXPECT_LT(body.size(), data().big.size()) << "the download was cut short by the fault";
     EXPECT_LT(Clock::now() - t0, 20s);
-    const Snapshot after = waitClosed(before, expected);
-    EXPECT_EQ(delta(before, after, expected), 1)
-        << "closed as " << server::toString(expected) << "; " << describe(after);
-    EXPECT_EQ(totalDelta(before, after), 1) << "exactly one close, counted once";
-    EXPECT_EQ(log_->fired(rule.action), 1u) << "the fault fired once";
-    EXPECT_EQ(log_->callsAfterTerminal(), 0u)
-        << "no I/O on the transport after it reported the failure";
-    if (!detach.empty() && expected != CloseReason::kPeerReset) {
-      EXPECT_EQ(closeLogLines(expected, detach), 1u)
-          << "one close logged with the watch detach outcome '" << detach << "'";
-    }
-    expectIdle();
+    expectOneFaultClose(before, rule, expected, detach);
   }
 };
 
@@ -953,20 +945,7 @@ TEST_P(Http1Faults, EpipeFromWrite) {
 
 TEST_P(Http1Faults, EagainStormsAndShortIoStillDeliverEveryByte) {
   // Reads of at most 7 bytes: the request head arrives in pieces, the parser keeps its state.
-  startServer(FaultPlan{.rules = stormRules(tls())});
-  const Snapshot before = snapshot();
-  std::string body;
-  const ProcessResult r = curl("/big.bin", body);
-  ASSERT_TRUE(r.started) << r.output;
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(body.size(), data().big.size());
-  EXPECT_TRUE(sameBytes(body, data().big)) << "curl got the 1 MiB body intact over HTTP/1.1";
-  EXPECT_GT(log_->fired(FaultAction::kShortIo), 100u);
-  const Snapshot idle = expectIdle();
-  EXPECT_EQ(totalDelta(before, idle), 1);
-  EXPECT_EQ(delta(before, idle, errorReason()), 0);
-  EXPECT_EQ(delta(before, idle, CloseReason::kPeerReset), 0);
+  runStormDownload("--http1.1");
 }
 
 INSTANTIATE_TEST_SUITE_P(Leak, FaultInjection, ::testing::ValuesIn(kBackends), backendName);
