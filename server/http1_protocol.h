@@ -8,6 +8,7 @@
 #include "h1/session.h"
 #include "http/exchange.h"
 #include "server/protocol.h"
+#include "server/service_bridge.h"
 
 namespace h2loop::server {
 
@@ -17,7 +18,7 @@ class Service;
 // preface) on the h1::Session: requests go to the same Service, on the same
 // pooled streams, as HTTP/2's. The connection's graceful end is our FIN
 // (closesFirst()): HTTP/1.1 has no GOAWAY to ask the client to close.
-class Http1Protocol final : public Protocol, private h2::SessionHandler {
+class Http1Protocol final : public Protocol {
  public:
   Http1Protocol(h2::StreamPool& pool, const h1::SessionConfig& config, Service& service,
                 http::detail::ConnectionView& conn);
@@ -43,17 +44,7 @@ class Http1Protocol final : public Protocol, private h2::SessionHandler {
   [[nodiscard]] h1::Session& session() { return *session_; }
 
  private:
-  // h2::SessionHandler
-  void onRequest(h2::Stream& stream, bool end_stream) override;
-  void onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) override;
-  void onRequestEnd(h2::Stream& stream) override;
-  void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
-  void onStreamDrained(h2::Stream& stream) override;
-
-  Service& service_;
-  http::detail::ConnectionView& conn_;
-  bool destroying_ = false;
-  std::vector<h2::StreamRef> drained_;
+  ServiceBridge bridge_;
   // Declared last: destroyed first (its request closes into the Service).
   std::unique_ptr<h1::Session> session_;
 };

@@ -6,8 +6,6 @@
 
 #include <cctype>
 
-#include "server/service.h"
-
 namespace h2loop::server {
 namespace {
 
@@ -22,15 +20,12 @@ constexpr std::string_view kHttp1Reply =
 Http2Protocol::Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
                              std::shared_ptr<h2::SessionAllocator> allocator, Service& service,
                              http::detail::ConnectionView& conn)
-    : service_(service), conn_(conn) {
-  h2::SessionHandler& handler = *this;
-  session_ = std::make_unique<h2::Session>(pool, handler, config, std::move(allocator));
-}
+    : bridge_(service, conn),
+      session_(std::make_unique<h2::Session>(pool, bridge_, config, std::move(allocator))) {}
 
 Http2Protocol::~Http2Protocol() {
   // Every stream still open is closed here (onStreamClosed → the Service).
-  destroying_ = true;
-  drained_.clear();
+  bridge_.connectionGoing();
   session_.reset();
 }
 
@@ -85,15 +80,7 @@ ProtocolStatus Http2Protocol::produce(h2::OutputBuffer& out) {
     return ProtocolStatus::kOk;
   }
   const h2::ProduceResult r = session_->produce(out);
-  if (!drained_.empty()) {
-    // Writers may append now (not from inside produce()); what they queue
-    // goes out on the connection's next produce().
-    std::vector<h2::StreamRef> drained;
-    drained.swap(drained_);
-    for (h2::StreamRef& s : drained) {
-      if (!s->closed()) service_.onStreamDrained(*s);
-    }
-  }
+  bridge_.afterProduce();
   return r.status == h2::SessionStatus::kOk ? ProtocolStatus::kOk : ProtocolStatus::kFatal;
 }
 
@@ -124,26 +111,6 @@ void Http2Protocol::shutdownNotice() {
 
 void Http2Protocol::goaway() {
   (void)session_->goaway(NGHTTP2_NO_ERROR);
-}
-
-void Http2Protocol::onRequest(h2::Stream& stream, bool /*end_stream*/) {
-  service_.onRequest(stream, conn_);
-}
-
-void Http2Protocol::onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) {
-  service_.onRequestData(stream, data, len);
-}
-
-void Http2Protocol::onRequestEnd(h2::Stream& stream) {
-  service_.onRequestEnd(stream);
-}
-
-void Http2Protocol::onStreamClosed(h2::Stream& stream, uint32_t error_code) {
-  service_.onRequestClosed(stream, error_code, destroying_);
-}
-
-void Http2Protocol::onStreamDrained(h2::Stream& stream) {
-  drained_.emplace_back(&stream);
 }
 
 }  // namespace h2loop::server

@@ -9,6 +9,7 @@
 #include "h2/session.h"
 #include "http/exchange.h"
 #include "server/protocol.h"
+#include "server/service_bridge.h"
 
 namespace h2loop::server {
 
@@ -18,7 +19,7 @@ class Service;
 // only part of server/ that knows nghttp2. Requests go to the worker's
 // Service. An HTTP/1.1 request where the HTTP/2 preface should be gets a
 // readable 505 instead of binary SETTINGS and GOAWAY.
-class Http2Protocol final : public Protocol, private h2::SessionHandler {
+class Http2Protocol final : public Protocol {
  public:
   // `conn`: the connection, as the requests' exchanges see it.
   Http2Protocol(h2::StreamPool& pool, const h2::SessionConfig& config,
@@ -50,21 +51,10 @@ class Http2Protocol final : public Protocol, private h2::SessionHandler {
   [[nodiscard]] std::string_view lastError() const override { return session_->lastError(); }
 
  private:
-  // h2::SessionHandler
-  void onRequest(h2::Stream& stream, bool end_stream) override;
-  void onRequestData(h2::Stream& stream, const uint8_t* data, size_t len) override;
-  void onRequestEnd(h2::Stream& stream) override;
-  void onStreamClosed(h2::Stream& stream, uint32_t error_code) override;
-  void onStreamDrained(h2::Stream& stream) override;
-
   enum class Http1Reply : uint8_t { kNone, kQueued, kProduced };
 
-  Service& service_;
-  http::detail::ConnectionView& conn_;
+  ServiceBridge bridge_;
   Http1Reply http1_reply_ = Http1Reply::kNone;
-  bool destroying_ = false;  // streams closing now close with the connection
-  // Streamed responses that drained during produce(): told after it.
-  std::vector<h2::StreamRef> drained_;
   // Declared last: destroyed first, while the Service its onStreamClosed
   // callbacks reach is alive (the Service belongs to the worker anyway).
   std::unique_ptr<h2::Session> session_;

@@ -62,8 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-path", cfg.metrics_path, "serve Prometheus metrics at this path (off)");
   app.add_option("--handshake-timeout", handshake_timeout, "seconds to complete the TLS handshake")
       ->check(CLI::PositiveNumber);
-  app.add_flag("--http1,!--no-http1", cfg.http1,
-               "serve HTTP/1.1 (and the h2c upgrade) next to HTTP/2 (default; --no-http1: h2 only)");
+  app.add_flag(
+      "--http1,!--no-http1", cfg.http1,
+      "serve HTTP/1.1 (and the h2c upgrade) next to HTTP/2 (default; --no-http1: h2 only)");
   app.add_option("--header-timeout", header_timeout,
                  "seconds an HTTP/1.1 request head may take to arrive, however it trickles")
       ->check(CLI::PositiveNumber);

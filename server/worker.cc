@@ -274,8 +274,7 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::http1_connections));
   metric("h2loop_h2c_upgrades_total", "counter", "HTTP/1.1 connections upgraded to h2c.",
          sum(&WorkerCounters::h2c_upgrades));
-  metric("h2loop_streams_active", "gauge",
-         "Open requests (HTTP/2 streams, HTTP/1.1 exchanges).",
+  metric("h2loop_streams_active", "gauge", "Open requests (HTTP/2 streams, HTTP/1.1 exchanges).",
          sum(&WorkerCounters::streams_active));
   metric("h2loop_requests_total", "counter", "Requests received.",
          sum(&WorkerCounters::requests_total));
