@@ -178,6 +178,7 @@ void Session::parse() {
       const size_t room = config_.body_window > unconsumed_ ? config_.body_window - unconsumed_ : 0;
       avail = std::min(avail, std::max<size_t>(room, 1));
     }
+    input_end_ = input_.data() + input_offset_ + avail;
     const size_t n =
         http_parser_execute(&parser_, Callbacks::settings(), input_.data() + input_offset_, avail);
     input_offset_ += n;
@@ -263,6 +264,14 @@ int Session::onHeaderField(const char* at, size_t len) {
 }
 
 int Session::onHeaderValue(const char* at, size_t len) {
+  // A second piece of the same value that does not continue where the
+  // input ran out is obsolete line folding (http_parser accepts it and
+  // drops the CRLF): refused, RFC 9112 §5.2.
+  if (in_value_ && !value_at_input_end_) {
+    fail(400, "obsolete line folding in a header value");
+    return 1;
+  }
+  value_at_input_end_ = at + len == input_end_;
   in_value_ = true;
   head_bytes_ += len;
   if (head_bytes_ > config_.max_header_bytes) {
@@ -306,14 +315,17 @@ bool Session::finishField() {
 bool Session::completeHead() {
   h2::Stream& s = *current_;
   if (parser_.http_major != 1) return fail(505, "HTTP version not supported"), false;
-  s.method_ = http_method_str(static_cast<enum http_method>(parser_.method));
+  // Copied through a view: GCC 12 at -O3 warns (-Wrestrict, a false
+  // positive) about std::string::operator=(const char*) here.
+  const std::string_view method = http_method_str(static_cast<enum http_method>(parser_.method));
+  s.method_.assign(method.data(), method.size());
   if (parser_.method == HTTP_CONNECT) return fail(405, "CONNECT is not served"), false;
 
   // Request target (RFC 9112 §3.2): origin-form, absolute-form, or "*".
   std::string_view authority;
   if (url_ == "*") {
     if (parser_.method != HTTP_OPTIONS) return fail(400, "\"*\" is only for OPTIONS"), false;
-    s.path_ = "*";
+    s.path_.assign(1, '*');
   } else if (!url_.empty() && url_[0] == '/') {
     s.path_ = url_;
   } else {
@@ -371,8 +383,19 @@ bool Session::completeHead() {
   // One Transfer-Encoding, and only chunked (the parser checks it is last):
   // anything a front end might read differently is refused.
   if (transfer_encodings > 1) return fail(400, "more than one Transfer-Encoding"), false;
-  if (transfer_encodings == 1 && !iequals(s.findHeader("transfer-encoding")->value, "chunked")) {
-    return fail(501, "transfer coding other than chunked"), false;
+  if (transfer_encodings == 1) {
+    // RFC 9112 §6.3: chunked must be the final coding (else the length is
+    // unknowable: 400); we decode no other coding (501).
+    std::string_view te = s.findHeader("transfer-encoding")->value;
+    const size_t comma = te.rfind(',');
+    std::string_view last = comma == std::string_view::npos ? te : te.substr(comma + 1);
+    while (!last.empty() && (last.front() == ' ' || last.front() == '\t'))
+      last.remove_prefix(1);
+    if (!iequals(last, "chunked"))
+      return fail(400, "chunked is not the final transfer coding"), false;
+    if (comma != std::string_view::npos) {
+      return fail(501, "transfer coding other than chunked"), false;
+    }
   }
   if (authority.empty() && host != nullptr) authority = host->value;
   s.authority_.assign(authority);
@@ -686,6 +709,9 @@ void Session::closeCurrent(uint32_t error_code) {
   h2::Stream* s = current_;
   current_ = nullptr;
   in_head_ = false;
+  // Between exchanges: an error in the next request's first bytes (before
+  // any message begins) is answered.
+  response_started_ = false;
   s->session_ = nullptr;
   s->closed_ = true;
   s->close_error_code_ = error_code;
@@ -717,6 +743,15 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
   }
   const bool no_content = status == 204 || status == 304;
   const bool discard = no_content || s.isHead();
+  // The application's content-length frames nothing when no body follows
+  // (HEAD: the length the GET would have); otherwise the body's own length
+  // is what the framing must say, whatever the application wrote.
+  uint64_t app_length_value = 0;
+  if (app_length != nullptr) {
+    const std::string_view t = app_length->value;
+    const auto r = std::from_chars(t.data(), t.data() + t.size(), app_length_value);
+    if (r.ec != std::errc{} || r.ptr != t.data() + t.size()) return h2::SubmitResult::kInvalid;
+  }
 
   uint64_t content_length = 0;
   bool has_length = false;
@@ -734,13 +769,9 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
       break;
     case h2::ResponseBody::Kind::kStreamed:
       if (app_length != nullptr) {
-        uint64_t v = 0;
-        const std::string_view t = app_length->value;
-        const auto r = std::from_chars(t.data(), t.data() + t.size(), v);
-        if (r.ec != std::errc{} || r.ptr != t.data() + t.size()) return h2::SubmitResult::kInvalid;
         has_declared_length_ = true;
-        declared_remaining_ = v;
-        content_length = v;
+        declared_remaining_ = app_length_value;
+        content_length = app_length_value;
         has_length = !no_content;
       } else if (!discard) {
         if (parser_.http_minor >= 1) {
@@ -751,6 +782,10 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
         }
       }
       break;
+  }
+  if (s.isHead() && app_length != nullptr && !no_content) {
+    content_length = app_length_value;
+    has_length = true;
   }
   // Answered before the body the client announced has been asked for (an
   // Expect: 100-continue never acknowledged), or the client asked to close.

@@ -162,7 +162,11 @@ class Session final : public h2::StreamOwner {
   // The request being parsed.
   bool in_head_ = false;
   bool in_value_ = false;
-  bool request_done_ = false;  // message complete
+  // The last header-value piece ended where the parsed input did (the next
+  // piece continues it); anything else is line folding.
+  bool value_at_input_end_ = false;
+  const char* input_end_ = nullptr;  // end of what the parser is being given
+  bool request_done_ = false;        // message complete
   bool keep_alive_ = true;
   bool expect_continue_ = false;
   bool continue_sent_ = false;

@@ -55,10 +55,12 @@ bool Http2Protocol::decodeSettings(std::string_view b64url, std::string& out) {
 }
 
 bool Http2Protocol::upgrade(std::string_view payload, h2::Stream* request) {
+  awaiting_client_preface_ = true;
   return session_->upgrade(payload, request);
 }
 
 ProtocolStatus Http2Protocol::receive(const uint8_t* data, size_t len) {
+  if (len > 0) awaiting_client_preface_ = false;
   const h2::RecvResult r = session_->receive(data, len);
   if (r.status != h2::SessionStatus::kOk) return ProtocolStatus::kFatal;
   if (r.error == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
@@ -69,6 +71,7 @@ ProtocolStatus Http2Protocol::receive(const uint8_t* data, size_t len) {
 }
 
 ProtocolStatus Http2Protocol::produce(h2::OutputBuffer& out) {
+  if (awaiting_client_preface_) return ProtocolStatus::kOk;
   if (http1_reply_ != Http1Reply::kNone) {
     // The 505 instead of what the session would say (SETTINGS, GOAWAY).
     if (http1_reply_ == Http1Reply::kQueued) {
@@ -89,6 +92,7 @@ bool Http2Protocol::wantRead() const {
 }
 
 bool Http2Protocol::wantWrite() const {
+  if (awaiting_client_preface_) return false;
   if (http1_reply_ != Http1Reply::kNone) return http1_reply_ == Http1Reply::kQueued;
   return session_->wantWrite();
 }

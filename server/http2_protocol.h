@@ -55,6 +55,10 @@ class Http2Protocol final : public Protocol {
 
   ServiceBridge bridge_;
   Http1Reply http1_reply_ = Http1Reply::kNone;
+  // After an h2c upgrade, nothing goes out until the client's preface came:
+  // a client buffers what follows the 101 only up to a point (curl 7.88:
+  // 32 KiB), and the upgraded response may be much more.
+  bool awaiting_client_preface_ = false;
   // Declared last: destroyed first, while the Service its onStreamClosed
   // callbacks reach is alive (the Service belongs to the worker anyway).
   std::unique_ptr<h2::Session> session_;

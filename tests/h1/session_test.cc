@@ -169,6 +169,27 @@ TEST_F(H1Session, Http10StreamedResponseEndsWithTheConnection) {
   EXPECT_FALSE(session_->wantRead());  // the close ends the body
 }
 
+TEST_F(H1Session, HeadKeepsTheApplicationsLength) {
+  // What a static-file HEAD does: no body, the length the GET would have.
+  rec_.on_request = [](Stream& s) {
+    const h2::Header h[] = {{"content-length", "1048576"}};
+    ASSERT_EQ(s.submitResponse(200, h, ResponseBody::none()), SubmitResult::kOk);
+  };
+  send("HEAD /big HTTP/1.1\r\nHost: h\r\n\r\n");
+  const std::string out = drain();
+  EXPECT_NE(out.find("content-length: 1048576\r\n"), std::string::npos) << out;
+  EXPECT_EQ(count(out, "content-length"), 1u) << out;
+  EXPECT_TRUE(out.ends_with("\r\n\r\n")) << out;
+}
+
+TEST_F(H1Session, GarbageAfterAnAnsweredRequestIsStill400) {
+  send("GET / HTTP/1.1\r\nHost: h\r\n\r\n\x01\x02\x03\r\n\r\n");
+  const std::string out = drain();
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << out;
+  EXPECT_NE(out.find("HTTP/1.1 400 Bad Request\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(session_->connectionError());
+}
+
 TEST_F(H1Session, HeadGetsTheLengthAndNoBody) {
   send("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n");
   const std::string out = drain();
@@ -242,7 +263,10 @@ INSTANTIATE_TEST_SUITE_P(
         Hostile{"Http2RequestLine", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
         Hostile{"Connect", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 405},
         Hostile{"Garbage", "\x16\x03\x01 not http at all\r\n\r\n", 400},
-        Hostile{"OddExpect", "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", 417}),
+        Hostile{"OddExpect", "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", 417},
+        Hostile{"ObsoleteLineFolding", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", 400},
+        Hostile{"ChunkedNotFinal",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400}),
     [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(H1Session, InvalidChunkSizeAfterTheHandlerStarted) {
