@@ -62,7 +62,10 @@ bool validFieldName(std::string_view n) {
 }
 
 bool validFieldValue(std::string_view v) {
-  return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  // One pass (find_first_of with a set is a memchr per byte in libstdc++).
+  bool bad = false;
+  for (const char c : v) bad |= c == '\r' || c == '\n' || c == '\0';
+  return !bad;
 }
 
 std::string_view reasonPhrase(int status) {
