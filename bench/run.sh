@@ -4,7 +4,10 @@
 # certificate, same TLS 1.3 cipher, servers pinned to CPU 1 and h2load to
 # CPU 0, workloads interleaved (A B C D E, A B C D E, ...); plus the hello
 # example (a fixed "hello, world" answer on the public API) against nginx's
-# `return 200` and an h2o mruby handler. See bench/README.md.
+# `return 200` and an h2o mruby handler; plus HTTP/1.1 keep-alive (h2load
+# --h1, no pipelining) on the same listeners: ALPN http/1.1 over TLS, the
+# cleartext port otherwise (nginx 1.22: a plain listener of its own). See
+# bench/README.md.
 #
 #   bench/run.sh [--rounds N] [--scale F] [--servers "h2loop-epoll nginx ..."]
 #                [--workloads "tls-1k h2c-1k ..."] [--idle-conns N]
@@ -23,8 +26,9 @@ LIB="$HERE/lib/benchlib.py"
 ROUNDS=3
 SCALE=1
 SERVERS="h2loop-epoll h2loop-libevent nginx h2o nghttpd"
-WORKLOADS="tls-1k h2c-1k tls-100k tls-10m tls-churn h2c-churn tls-lat"
-# also: hello-epoll hello-libevent (servers), tls-hello h2c-hello (workloads)
+WORKLOADS="tls-1k h2c-1k tls-100k tls-10m tls-churn h2c-churn tls-lat tls-h1-1k h1c-1k"
+# also: hello-epoll hello-libevent (servers), tls-hello h2c-hello and their
+# HTTP/1.1 twins tls-h1-hello h1c-hello (workloads)
 IDLE_CONNS=2000
 DO_MEMORY=1
 DO_CALLGRIND=1
@@ -39,7 +43,7 @@ CLIENT_CPU=0
 CHURN_BATCH=250     # connections per h2load run in the churn workloads
 H2LOAD_TIMEOUT=120  # seconds; every h2load run is also bounded in count (-n)
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -97,6 +101,20 @@ install_deps() {
 serves_files() { case "$1" in h2loop-*|nginx|h2o|nghttpd) return 0 ;; *) return 1 ;; esac; }
 serves_hello() { case "$1" in hello-*|nginx|h2o) return 0 ;; *) return 1 ;; esac; }
 is_hello_workload() { case "$1" in *-hello) return 0 ;; *) return 1 ;; esac; }
+# HTTP/1.1: every server but nghttpd (HTTP/2 only). h2loop and the hello
+# example answer it on their h2 listeners (ALPN http/1.1 over TLS, any
+# cleartext connection that does not start with the h2 preface); so does h2o;
+# nginx 1.22 over TLS (ALPN), in cleartext on a plain listener of its own
+# (its `listen ... http2` without ssl is prior-knowledge h2 only).
+serves_h1() { case "$1" in h2loop-*|hello-*|nginx|h2o) return 0 ;; *) return 1 ;; esac; }
+is_h1_workload() { case "$1" in tls-h1-*|h1c-*) return 0 ;; *) return 1 ;; esac; }
+# the server process (instance) a mode is answered by: tls, or the cleartext one
+inst_of() { if [ "$1" = tls ]; then echo tls; else echo h2c; fi; }
+# serves WORKLOAD SERVER: does SERVER answer WORKLOAD?
+serves() {
+  if is_h1_workload "$1"; then serves_h1 "$2" || return 1; fi
+  if is_hello_workload "$1"; then serves_hello "$2"; else serves_files "$2"; fi
+}
 uses_server() {  # PREFIX: is any of $SERVERS named PREFIX-*?
   local s
   for s in $SERVERS; do case "$s" in "$1"-*) return 0 ;; esac; done
@@ -146,7 +164,7 @@ Ciphersuites = $CIPHER
 EOF
 }
 
-# port_of SERVER MODE
+# port_of SERVER MODE (tls | h2c | h1c: cleartext HTTP/1.1, the h2c instance)
 port_of() {
   local base
   case "$1" in
@@ -154,7 +172,11 @@ port_of() {
     h2o) base=18440 ;; nghttpd) base=18450 ;;
     hello-epoll) base=18460 ;; hello-libevent) base=18470 ;; *) die "unknown server $1" ;;
   esac
-  if [ "$2" = tls ]; then echo "$base"; else echo $((base + 1)); fi
+  case "$2" in
+    tls) echo "$base" ;;
+    h1c) if [ "$1" = nginx ]; then echo $((base + 2)); else echo $((base + 1)); fi ;;
+    *) echo $((base + 1)) ;;
+  esac
 }
 
 write_nginx_conf() {  # MODE MASTER(on|off) -> path
@@ -166,7 +188,10 @@ write_nginx_conf() {  # MODE MASTER(on|off) -> path
     ssl="ssl_certificate $WORK/conf/cert.pem; ssl_certificate_key $WORK/conf/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_conf_command Ciphersuites $CIPHER;"
   else
-    listen="listen 127.0.0.1:$port http2;"
+    # h2c prior knowledge; nginx 1.22 cannot tell HTTP/1.1 from the h2
+    # preface on one cleartext port, so HTTP/1.1 gets a plain listener of
+    # its own in the same server block (same worker process).
+    listen="listen 127.0.0.1:$port http2; listen 127.0.0.1:$(port_of nginx h1c);"
   fi
   cat >"$conf" <<EOF
 user root;
@@ -392,6 +417,15 @@ workload_spec() {
     # shaped like tls-1k/h2c-1k; HELLO is each server's hello_path.
     tls-hello) echo "tls HELLO $(scaled 300000) -c 32 -m 16" ;;
     h2c-hello) echo "h2c HELLO $(scaled 300000) -c 32 -m 16" ;;
+    # HTTP/1.1 keep-alive: 32 persistent connections, one request in flight
+    # on each (no pipelining, as browsers and most clients use HTTP/1.1),
+    # so 32 in flight where the h2 twins have 512; fewer requests per run
+    # (h2load pays a round trip per request). TLS: ALPN http/1.1 (h2load
+    # --h1 offers only that); h1c: cleartext, no upgrade.
+    tls-h1-1k) echo "tls /index.html $(scaled 100000) --h1 -c 32 -m 1" ;;
+    h1c-1k) echo "h1c /index.html $(scaled 100000) --h1 -c 32 -m 1" ;;
+    tls-h1-hello) echo "tls HELLO $(scaled 100000) --h1 -c 32 -m 1" ;;
+    h1c-hello) echo "h1c HELLO $(scaled 100000) --h1 -c 32 -m 1" ;;
     *) die "unknown workload $1" ;;
   esac
 }
@@ -402,9 +436,9 @@ run_workload() {  # WORKLOAD SERVER ROUND
   read -r mode path n args <<<"$(workload_spec "$w")"
   args=${args//-c=N/-c $n}
   [ "$path" = HELLO ] && path=$(hello_path "$s")
-  local pid=${SERVER_PID[$s-$mode]}
+  local pid=${SERVER_PID[$s-$(inst_of "$mode")]}
   local out=$WORK/out/$w-$s-$r.txt log=""
-  case "$w" in tls-1k|h2c-1k|tls-lat|tls-hello|h2c-hello) log=$WORK/out/$w-$s-$r.log ;; esac
+  case "$w" in tls-1k|h2c-1k|tls-lat|tls-hello|h2c-hello|tls-h1-*|h1c-*) log=$WORK/out/$w-$s-$r.log ;; esac
   local c0 c1 t0 t1
   c0=$($PY "$LIB" cpu "$pid")
   t0=$(date +%s%N)
@@ -451,11 +485,16 @@ run_workload() {  # WORKLOAD SERVER ROUND
   if [ "$mode" = tls ] && [ -n "$cipher" ] && [ "$cipher" != "$CIPHER" ]; then
     log "WARNING: $w $s negotiated $cipher"
   fi
+  if is_h1_workload "$w"; then
+    local proto
+    proto=$(sed -n 's/^Application protocol: *//p' "$out" | head -1)
+    [ "$proto" = http/1.1 ] || log "WARNING: $w $s: application protocol '${proto}', not http/1.1"
+  fi
   local cpu_us_per util
   cpu_us_per=$(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", c / n / 1000; else print "nan" }')
   util=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", 100 * c / t }')
   case "$w" in
-    tls-1k|h2c-1k|tls-hello|h2c-hello)
+    tls-1k|h2c-1k|tls-hello|h2c-hello|tls-h1-1k|h1c-1k|tls-h1-hello|h1c-hello)
       emit "$w" "throughput" "req/s" "$s" "$r" "$rps"
       emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
       emit "$w" "server CPU busy" "%" "$s" "$r" "$util"
@@ -480,7 +519,7 @@ run_workload() {  # WORKLOAD SERVER ROUND
       emit "$w" "server CPU" "us/req" "$s" "$r" "$cpu_us_per"
       ;;
   esac
-  printf '   %-10s %-16s r%s  %8s req/s  cpu %7s us/req  busy %5s%%  %s\n' \
+  printf '   %-12s %-16s r%s  %8s req/s  cpu %7s us/req  busy %5s%%  %s\n' \
     "$w" "$s" "$r" "${rps%.*}" "$cpu_us_per" "$util" "${mibps:+${mibps%.*} MiB/s}" >&2
 }
 
@@ -488,7 +527,8 @@ run_workload() {  # WORKLOAD SERVER ROUND
 declare -A SERVER_PID=()
 
 phase_load() {
-  local s mode
+  local s mode w any_h1=0
+  for w in $WORKLOADS; do if is_h1_workload "$w"; then any_h1=1; fi; done
   log "starting servers (pinned to CPU $SERVER_CPU)"
   for s in $SERVERS; do
     for mode in tls h2c; do
@@ -498,9 +538,18 @@ phase_load() {
       h2load_run "$WORK/out/warmup-$s-$mode.txt" "" -n 2000 -c 4 -m 8 "$(url_of "$s" "$mode" "$(warm_path "$s")")"
       grep -q "2000 succeeded" "$WORK/out/warmup-$s-$mode.txt" ||
         { cat "$WORK/out/warmup-$s-$mode.txt" >&2; die "$s ($mode) warm-up failed"; }
+      # and its HTTP/1.1 path, when an HTTP/1.1 workload is selected
+      if [ "$any_h1" = 1 ] && serves_h1 "$s"; then
+        local hmode=$mode
+        [ "$mode" = h2c ] && hmode=h1c
+        h2load_run "$WORK/out/warmup-h1-$s-$hmode.txt" "" --h1 -n 2000 -c 4 -m 1 \
+          "$(url_of "$s" "$hmode" "$(warm_path "$s")")"
+        grep -q "2000 succeeded" "$WORK/out/warmup-h1-$s-$hmode.txt" ||
+          { cat "$WORK/out/warmup-h1-$s-$hmode.txt" >&2; die "$s ($hmode) HTTP/1.1 warm-up failed"; }
+      fi
     done
   done
-  local r w i k s2
+  local r i k s2
   local -a servers
   for r in $(seq 1 "$ROUNDS"); do
     log "round $r of $ROUNDS"
@@ -508,7 +557,7 @@ phase_load() {
       # the servers that answer this workload
       servers=()
       for s2 in $SERVERS; do
-        if is_hello_workload "$w"; then serves_hello "$s2" && servers+=("$s2"); else serves_files "$s2" && servers+=("$s2"); fi
+        serves "$w" "$s2" && servers+=("$s2")
       done
       k=${#servers[@]}
       [ "$k" -gt 0 ] || continue
@@ -566,9 +615,11 @@ phase_memory() {
 # dumps (counters are zeroed after each): start-up + warm-up | a run of N/4
 # requests | a run of N requests. Ir/req = (Ir3 - Ir2) / (req3 - req2): both
 # runs open the same 32 connections, so handshakes and teardown cancel out.
-# Two request kinds, each measured if a workload of its kind is selected:
+# Four request kinds, each measured if a workload of its kind is selected:
 # the 1 KiB file (/index.html; the file servers) and the fixed hello answer
-# (hello_path; the hello servers, nginx and h2o).
+# (hello_path; the hello servers, nginx and h2o), over HTTP/2 (-c 32 -m 16;
+# rows tls-1k, h2c-1k, tls-hello, h2c-hello) and over HTTP/1.1 keep-alive
+# (--h1 -c 32 -m 1; rows tls-h1-1k, h1c-1k, tls-h1-hello, h1c-hello).
 cg_dump() {  # PID PORT: dump, poking the server with bare TCP connects so it
   # reaches a point where callgrind reads its command file (a process blocked
   # in epoll_wait does not).
@@ -594,36 +645,47 @@ phase_callgrind() {
   local w kinds="" kind job
   for w in $WORKLOADS; do
     if is_hello_workload "$w"; then kind=hello; else kind=1k; fi
+    if is_h1_workload "$w"; then kind=h1-$kind; fi
     case " $kinds " in *" $kind "*) ;; *) kinds="$kinds $kind" ;; esac
   done
   local -a jobs=()  # "KIND SERVER"
   for kind in $kinds; do
     for s in $SERVERS; do
-      if [ "$kind" = hello ]; then serves_hello "$s" || continue; else serves_files "$s" || continue; fi
+      # a workload of this kind, to ask serves()
+      case "$kind" in 1k) w=tls-1k ;; hello) w=tls-hello ;; h1-1k) w=tls-h1-1k ;; h1-hello) w=tls-h1-hello ;; esac
+      serves "$w" "$s" || continue
       jobs+=("$kind $s")
     done
   done
-  log "instructions per request under callgrind ($n minus $n1 requests, -c 32 -m 16;${kinds})"
+  log "instructions per request under callgrind ($n minus $n1 requests, -c 32, h2 -m 16, h1 -m 1;${kinds})"
   for job in "${jobs[@]}"; do
     read -r kind s <<<"$job"
-    for mode in tls h2c; do
-      local prefix=$WORK/out/callgrind-$kind-$s-$mode port url
+    local modes="tls h2c" row what=${kind#h1-} hargs="-c 32 -m 16" wargs="-c 4 -m 8"
+    case "$kind" in h1-*) modes="tls h1c" hargs="--h1 -c 32 -m 1" wargs="--h1 -c 4 -m 1" ;; esac
+    for mode in $modes; do
+      local inst prefix=$WORK/out/callgrind-$kind-$s-$mode port url
+      inst=$(inst_of "$mode")
+      # the row: tls-1k, h2c-hello, tls-h1-1k, h1c-hello, ...
+      case "$kind-$mode" in h1-*-tls) row=tls-h1-$what ;; *) row=$mode-$what ;; esac
       rm -f "$prefix".*
-      port=$(port_of "$s" "$mode")
-      if [ "$kind" = hello ]; then url=$(url_of "$s" "$mode" "$(hello_path "$s")"); else url=$(url_of "$s" "$mode" /index.html); fi
+      port=$(port_of "$s" "$inst")
+      if [ "$what" = hello ]; then url=$(url_of "$s" "$mode" "$(hello_path "$s")"); else url=$(url_of "$s" "$mode" /index.html); fi
       # valgrind counts every byte-iteration of `rep movsb` as one instruction (hardware
       # counters count the instruction once), so glibc's large memcpy (rep movsb from 2-4 KiB
       # up) would weigh ~1 instruction per byte. The threshold moved out of reach makes every
       # server's memcpy use the vector loop, whose count matches what the CPU executes.
-      start_server "$s" "$mode" env GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2000000000 \
+      start_server "$s" "$inst" env GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2000000000 \
         valgrind --tool=callgrind --callgrind-out-file="$prefix.%p" \
         --dump-line=no --compress-strings=no
-      h2load_run "$WORK/out/cgwarm-$kind-$s-$mode.txt" "" -n 500 -c 4 -m 8 "$url"
-      cg_dump "$SPID" "$port"
-      h2load_run "$WORK/out/cg1-$kind-$s-$mode.txt" "" -n "$n1" -c 32 -m 16 "$url"
-      cg_dump "$SPID" "$port"
-      h2load_run "$WORK/out/cg2-$kind-$s-$mode.txt" "" -n "$n" -c 32 -m 16 "$url"
-      cg_dump "$SPID" "$port"
+      # shellcheck disable=SC2086
+      {
+        h2load_run "$WORK/out/cgwarm-$kind-$s-$mode.txt" "" -n 500 $wargs "$url"
+        cg_dump "$SPID" "$port"
+        h2load_run "$WORK/out/cg1-$kind-$s-$mode.txt" "" -n "$n1" $hargs "$url"
+        cg_dump "$SPID" "$port"
+        h2load_run "$WORK/out/cg2-$kind-$s-$mode.txt" "" -n "$n" $hargs "$url"
+        cg_dump "$SPID" "$port"
+      }
       local d2 d3 r1 r2
       d2=$(ls -1 "$prefix".*.2 2>/dev/null | head -1 || true)
       d3=$(ls -1 "$prefix".*.3 2>/dev/null | head -1 || true)
@@ -634,9 +696,9 @@ phase_callgrind() {
         i2=$(cg_total "$d2")
         i3=$(cg_total "$d3")
         per=$(awk -v a="$i3" -v b="$i2" -v n="$((r2 - r1))" 'BEGIN { printf "%.0f", (a - b) / n }')
-        emit "$mode-$kind-callgrind" "instructions (user)" "Ir/req" "$s" 1 "$per"
-        printf '   callgrind %-4s %-5s %-16s (%s - %s) Ir / (%s - %s) req = %s Ir/req\n' \
-          "$mode" "$kind" "$s" "$i3" "$i2" "$r2" "$r1" "$per" >&2
+        emit "$row-callgrind" "instructions (user)" "Ir/req" "$s" 1 "$per"
+        printf '   callgrind %-9s %-16s (%s - %s) Ir / (%s - %s) req = %s Ir/req\n' \
+          "$row" "$s" "$i3" "$i2" "$r2" "$r1" "$per" >&2
       else
         log "WARNING: callgrind $kind $s $mode: missing dumps or requests (see $prefix.*)"
       fi
