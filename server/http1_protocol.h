@@ -17,7 +17,9 @@ class Service;
 // HTTP/1.1 (TLS with ALPN http/1.1 or none; cleartext without the HTTP/2
 // preface) on the h1::Session: requests go to the same Service, on the same
 // pooled streams, as HTTP/2's. The connection's graceful end is our FIN
-// (closesFirst()): HTTP/1.1 has no GOAWAY to ask the client to close.
+// (closesFirst()): HTTP/1.1 has no GOAWAY to ask the client to close, and
+// after a client's `Connection: close` the server must initiate the close
+// (RFC 9112 §9.6), so that TIME_WAIT is the server's, as with nginx.
 class Http1Protocol final : public Protocol {
  public:
   Http1Protocol(h2::StreamPool& pool, const h1::SessionConfig& config, Service& service,
