@@ -28,7 +28,7 @@ std::string_view toString(DetachOutcome outcome) {
 // ---- IoWatch ---------------------------------------------------------------
 
 IoWatch::IoWatch(Loop& loop, int fd, uint32_t interest, Callback cb)
-    : loop_(loop), fd_(fd), interest_(interest & (kRead | kWrite)), cb_(std::move(cb)) {
+    : loop_(loop), fd_(fd), interest_(interest & (kRead | kWrite | kHangup)), cb_(std::move(cb)) {
   loop_.watches_.add(1);
 }
 
@@ -41,7 +41,7 @@ IoWatch::~IoWatch() {
 
 int IoWatch::setInterest(uint32_t interest) {
   loop_.checkLoopThread("IoWatch::setInterest()");
-  interest &= (kRead | kWrite);
+  interest &= (kRead | kWrite | kHangup);
   if (closed_ || interest == interest_) return 0;
   if (!registered_) return registration_error_;
   int err = loop_.backendModify(this, interest);

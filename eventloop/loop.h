@@ -62,7 +62,12 @@ class TimerHeap;
 using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::nanoseconds;
 
-// Readiness and interest bits. Interest uses kRead/kWrite only; readiness may
+// Readiness and interest bits. Interest uses kRead/kWrite, and kHangup: an
+// owner that holds its input back (interest kHangup without kRead) is not
+// woken by pending data, yet learns that the peer closed (a FIN, even behind
+// unread data; a RST). With libevent, only where the method has
+// EV_FEATURE_EARLY_CLOSE (epoll), and a RST is not seen (libevent turns
+// EPOLLHUP into EV_READ|EV_WRITE, without EV_CLOSED). Readiness may
 // also carry kHangup (the peer closed its sending side, or both) and kError
 // (socket error pending, e.g. after a RST). Both are reported under any
 // non-empty interest, so an owner that paused reading (write interest only)
@@ -131,7 +136,7 @@ class IoWatch final {
   IoWatch& operator=(const IoWatch&) = delete;
   ~IoWatch();
 
-  // Changes the interest (kRead | kWrite, or kNone to pause). Cheap when
+  // Changes the interest (kRead | kWrite | kHangup, or kNone to pause). Cheap when
   // unchanged. No effect after close(). Returns 0, or the errno of a backend
   // that could not apply it (EBADF: the fd is gone; the owner should close).
   int setInterest(uint32_t interest);

@@ -16,8 +16,9 @@ uint32_t toEpoll(uint32_t interest) {
   uint32_t events = 0;
   if (interest & kRead) events |= EPOLLIN;
   if (interest & kWrite) events |= EPOLLOUT;
-  // The peer's FIN is reported under any interest (see kHangup in loop.h).
-  if (events != 0) events |= EPOLLRDHUP;
+  // The peer's FIN is reported under any interest (see kHangup in loop.h),
+  // and alone under kHangup.
+  if (events != 0 || (interest & kHangup)) events |= EPOLLRDHUP;
   return events;
 }
 

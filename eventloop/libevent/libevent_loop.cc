@@ -55,19 +55,22 @@ class LibeventLoop final : public Loop {
     IoWatch* watch;
     event* rd;
     event* wr;
+    event* cl;  // EV_CLOSED alone: kHangup interest (null without early close)
   };
 
   int backendAdd(IoWatch* w, uint32_t interest) override {
     const int fd = w->fd();
     if (::fcntl(fd, F_GETFD) < 0) return errno;  // libevent would accept a dead fd silently
-    auto* reg = new Reg{this, w, nullptr, nullptr};
+    auto* reg = new Reg{this, w, nullptr, nullptr, nullptr};
     reg->rd = event_new(base_, fd, EV_READ | EV_PERSIST, &LibeventLoop::onIo, reg);
     // The peer's FIN under write interest alone (kHangup in loop.h): EV_CLOSED
     // (EPOLLRDHUP), where the base's method supports it. Under read
     // interest the FIN is readable anyway.
     const short closed = early_close_ ? EV_CLOSED : 0;
     reg->wr = event_new(base_, fd, EV_WRITE | closed | EV_PERSIST, &LibeventLoop::onIo, reg);
-    if (reg->rd == nullptr || reg->wr == nullptr) {
+    if (early_close_)
+      reg->cl = event_new(base_, fd, EV_CLOSED | EV_PERSIST, &LibeventLoop::onIo, reg);
+    if (reg->rd == nullptr || reg->wr == nullptr || (early_close_ && reg->cl == nullptr)) {
       freeReg(reg);
       return ENOMEM;
     }
@@ -148,12 +151,16 @@ class LibeventLoop final : public Loop {
     if ((from ^ to) & kWrite) {
       if ((to & kWrite) ? event_add(reg->wr, nullptr) : event_del(reg->wr)) return EBADF;
     }
+    if (((from ^ to) & kHangup) && reg->cl != nullptr) {
+      if ((to & kHangup) ? event_add(reg->cl, nullptr) : event_del(reg->cl)) return EBADF;
+    }
     return 0;
   }
 
   static void freeReg(Reg* reg) {
     if (reg->rd) event_free(reg->rd);
     if (reg->wr) event_free(reg->wr);
+    if (reg->cl) event_free(reg->cl);
     delete reg;
   }
 

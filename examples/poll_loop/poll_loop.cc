@@ -44,7 +44,7 @@ short toPoll(uint32_t interest) {
   if (interest & ev::kWrite) events |= POLLOUT;
   // kHangup is due under any non-empty interest (loop.h). POLLHUP and POLLERR
   // are always reported; POLLRDHUP only when asked for.
-  if (events != 0) events |= POLLRDHUP;
+  if (events != 0 || (interest & ev::kHangup)) events |= POLLRDHUP;
   return static_cast<short>(events);
 }
 
@@ -93,7 +93,7 @@ class PollLoop final : public ev::Loop {
   struct Reg {
     IoWatch* watch;           // nullptr once detached
     int fd;                   // poll() knows an fd only by its number
-    uint32_t interest;        // kRead | kWrite, or kNone (not polled)
+    uint32_t interest;        // kRead | kWrite | kHangup, or kNone (not polled)
     bool superseded = false;  // the number was taken over by a newer watch
   };
 

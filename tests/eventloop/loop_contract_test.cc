@@ -645,6 +645,27 @@ TEST_P(LoopContract, PeerFinIsReportedUnderWriteInterestAlone) {
   EXPECT_FALSE(got & kWrite) << "the socket is still full";
 }
 
+TEST_P(LoopContract, HangupInterestSeesThePeerCloseButNotItsData) {
+  // An owner that holds its input back (HTTP/1.1 pipelining beyond its
+  // bound) is not woken by the data waiting, yet learns that the peer
+  // closed, though the FIN sits behind that unread data.
+  SocketPair sp;
+  ASSERT_EQ(::write(sp.fd[1], "pending", 7), 7);
+  std::vector<uint32_t> got;
+  auto w = loop_->watch(sp.fd[0], ev::kHangup, [&](uint32_t ready) {
+    got.push_back(ready);
+    loop_->stop();
+  });
+  runIterations(4);
+  EXPECT_TRUE(got.empty()) << "pending data woke a hang-up-only watch: " << got[0];
+  auto give_up = loop_->timer([&] { loop_->stop(); });  // a bound, not a synchronisation
+  give_up->arm(5s);
+  loop_->post([&] { ASSERT_EQ(::shutdown(sp.fd[1], SHUT_WR), 0); });
+  loop_->run();
+  ASSERT_FALSE(got.empty()) << "the peer's FIN was not reported";
+  EXPECT_TRUE(got[0] & ev::kHangup) << got[0];
+}
+
 // activate(): readiness fed by the owner, for input the kernel cannot see
 // (TLS records already read into user space).
 TEST_P(LoopContract, ActivateDeliversWithoutTheFdBeingReady) {
