@@ -234,6 +234,13 @@ HostPortResult parseHostPort(std::string_view text) {
   return r;
 }
 
+int socketError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
 std::string peerAddress(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;

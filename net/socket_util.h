@@ -36,6 +36,9 @@ namespace h2loop::net {
 // The peer of a connected socket: "127.0.0.1:54321", "[::1]:54321"; empty
 // when it cannot be had (not connected any more).
 [[nodiscard]] std::string peerAddress(int fd);
+// The socket's pending error (SO_ERROR, which reading clears), e.g.
+// ECONNRESET after the peer's RST; 0 if none, or errno if it cannot be had.
+[[nodiscard]] int socketError(int fd);
 
 struct [[nodiscard]] ListenerResult {
   int fd = -1;        // non-blocking, close-on-exec listening socket; the caller owns it

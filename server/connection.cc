@@ -257,6 +257,15 @@ void Connection::onEvent(uint32_t ready) {
     default:
       break;
   }
+  // The peer closed (a FIN, perhaps behind unread data; a RST) while its
+  // input is held back: reading on to find the end would buffer what the
+  // bound keeps out. Like an EOF read, it ends the connection.
+  if ((ready & (ev::kHangup | ev::kError)) && protocol_ && protocol_->inputPaused()) {
+    const int err = net::socketError(fd_);
+    close(err == ECONNRESET || err == EPIPE ? CloseReason::kPeerReset : CloseReason::kPeerEof,
+          false);
+    return;
+  }
   // A TLS read may have blocked on writability (and a write on readability):
   // retry reading on either readiness then.
   const bool read_blocked_on_write =
@@ -266,9 +275,7 @@ void Connection::onEvent(uint32_t ready) {
   // A peer's FIN (or RST) is read at once, even under backpressure: the EOF
   // closes the connection now, not at the write timeout.
   if ((ready & (ev::kRead | ev::kHangup | ev::kError)) || read_blocked_on_write) {
-    // A hang-up is read even while input is paused (it would be reported
-    // again and again): the read finds the reset or the end.
-    readInput((ready & (ev::kHangup | ev::kError)) != 0);
+    readInput();
     if (!open()) return;
   }
   writeOutput();
@@ -417,11 +424,11 @@ bool Connection::switchToHttp2() {
   return true;
 }
 
-void Connection::readInput(bool force) {
+void Connection::readInput() {
   uint8_t* buf = worker_.readBuffer();
   // Assume we stop early; the kernel-drained exits below clear it.
   input_pending_ = true;
-  if (!force && protocol_ && protocol_->inputPaused()) return;
+  if (protocol_ && protocol_->inputPaused()) return;
   for (int i = 0; i < kReadBudget; ++i) {
     net::IoResult r = transport_->read(buf, Worker::kReadBufferSize);
     if (r.status == net::IoStatus::kWouldBlock) {
@@ -550,9 +557,10 @@ void Connection::afterIo() {
 }
 
 void Connection::updateInterest() {
-  // Input the protocol holds back waits in the kernel (TCP pushes back).
+  // Input the protocol holds back waits in the kernel (TCP pushes back);
+  // only the peer's close is watched for meanwhile.
   const bool paused = protocol_ && protocol_->inputPaused();
-  uint32_t interest = paused ? 0u : uint32_t{ev::kRead};
+  uint32_t interest = paused ? uint32_t{ev::kHangup} : uint32_t{ev::kRead};
   if (wantsToWrite()) interest |= ev::kWrite;
   const net::Interest blocked = transport_->pendingInterest();
   if (net::hasInterest(blocked, net::Interest::kRead)) interest |= ev::kRead;

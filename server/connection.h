@@ -107,7 +107,7 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   // can queue without our output moving (flow control for DATA, concurrency
   // for streams, max_outbound_ack for SETTINGS/PING acknowledgements), and a
   // peer that floods those without reading is only seen if we read.
-  void readInput(bool force = false);
+  void readInput();
   // Produces and writes until the socket or the watermark stops it.
   void writeOutput();
   // Flushes out_ once; returns false when the connection was closed.
