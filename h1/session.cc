@@ -64,7 +64,8 @@ bool validFieldName(std::string_view n) {
 bool validFieldValue(std::string_view v) {
   // One pass (find_first_of with a set is a memchr per byte in libstdc++).
   bool bad = false;
-  for (const char c : v) bad |= c == '\r' || c == '\n' || c == '\0';
+  for (const char c : v)
+    bad |= c == '\r' || c == '\n' || c == '\0';
   return !bad;
 }
 
