@@ -799,13 +799,17 @@ class Churn(H1Case):
     counted; all back to idle.
     Guards: the passive close on the client's FIN (no server TIME_WAIT),
     Connection: close / HTTP/1.0 ending the connection after the response."""
-    server_args = ("--idle-timeout", "30", "--max-connections", "100")
+    server_args = ("--idle-timeout", "30", "--max-connections", "1000")
 
     def one(self, version, extra, client_closes, alpn):
         c = self.h1(alpn=alpn)
         c.send(request("/index.html", version=version, extra=extra))
         r = c.read_response(timeout=10)
-        self.assertIsNotNone(r, "no answer (%s %s)" % (version, extra))
+        if r is None:
+            m = self.server.metrics()
+            self.fail("no answer (%s %s, ALPN %s): the connection ended %s; active %d, closed %s"
+                      % (version, extra, alpn, c.eof, m["h2loop_connections_active"],
+                         leaklib.closed_counts(m)))
         self.assertEqual(r[0], 200)
         if client_closes:
             self.assertNotEqual(r[1].get("connection", "").lower(), "close", r[1])
