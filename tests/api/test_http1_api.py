@@ -45,40 +45,9 @@ BUFFERED_INPUT = 64 * 1024    # h1::SessionConfig::max_buffered_input
 READ_BUFFER = 32 * 1024       # one read of the worker (Worker::kReadBufferSize)
 
 
-# -- the application's counters (the same helpers as test_handles.py) ---------
+# -- the application's counters: test_handles.py's helpers ---------------------
 
-def stats(server):
-    r = server.curl("/stats", timeout=10)
-    assert r.returncode == 0, r.stderr
-    out = {}
-    for line in r.stdout.decode().splitlines():
-        name, value = line.split()
-        out[name] = int(value)
-    return out
-
-
-def wait_stats(server, predicate, what, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = stats(server)
-        if predicate(s):
-            return s
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s; stats: %s" % (what, s))
-        time.sleep(0.02)
-
-
-def idle_app(server):
-    """wait_idle, and nothing of the application's left either."""
-    m = server.wait_idle()
-    deadline = time.monotonic() + 15
-    while m["h2loop_app_handles"] != 0 or m["h2loop_app_exchanges"] != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError("application handles not released: handles=%d exchanges=%d" % (
-                m["h2loop_app_handles"], m["h2loop_app_exchanges"]))
-        time.sleep(0.05)
-        m = server.metrics()
-    return m
+from test_handles import idle_app, stats, wait_stats  # noqa: E402
 
 
 def fnv1a64(data):
