@@ -324,19 +324,24 @@ void Connection::startSession() {
   if (open()) afterIo();
 }
 
-bool Connection::makeProtocol(bool http2) {
+std::unique_ptr<Http2Protocol> Connection::newHttp2() {
   http::detail::ConnectionView& view = *this;
-  if (http2) {
-    auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
-                                              worker_.sessionAllocator(), worker_.service(), view);
-    if (!h2->valid()) {
-      spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
-      close(CloseReason::kIoError, true);
-      return false;
-    }
-    protocol_ = std::move(h2);
-    return true;
+  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
+                                            worker_.sessionAllocator(), worker_.service(), view);
+  if (!h2->valid()) {
+    spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
+    close(CloseReason::kIoError, true);
+    return nullptr;
   }
+  return h2;
+}
+
+bool Connection::makeProtocol(bool http2) {
+  if (http2) {
+    protocol_ = newHttp2();
+    return protocol_ != nullptr;
+  }
+  http::detail::ConnectionView& view = *this;
   h1::SessionConfig c = worker_.config().http1_session;
   c.scheme = transport_->isTls() ? "https" : "http";
   c.allow_h2c_upgrade = c.allow_h2c_upgrade && !transport_->isTls();
@@ -389,14 +394,8 @@ bool Connection::switchToHttp2() {
     h1.refuseUpgrade("invalid HTTP2-Settings in an h2c upgrade");
     return true;
   }
-  http::detail::ConnectionView& view = *this;
-  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
-                                            worker_.sessionAllocator(), worker_.service(), view);
-  if (!h2->valid()) {
-    spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
-    close(CloseReason::kIoError, true);
-    return false;
-  }
+  std::unique_ptr<Http2Protocol> h2 = newHttp2();
+  if (!h2) return false;
   std::string rest;
   h2::Stream* request = h1.takeUpgrade(rest);
   // 101 first: what HTTP/2 produces follows it in the same output.

@@ -14,6 +14,7 @@
 
 namespace h2loop::server {
 
+class Http2Protocol;
 class Worker;
 
 // One accepted client connection, from accept to final destruction, on the
@@ -98,6 +99,8 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   // Creates the protocol for `http2` and makes the connection active;
   // false when it could not (the connection is closed).
   bool makeProtocol(bool http2);
+  // A new HTTP/2 protocol; null (and the connection closed) if it failed.
+  std::unique_ptr<Http2Protocol> newHttp2();
   // After the protocol ran: an h2c upgrade it asked for is carried out; the
   // header timeout starts or stops. False when the connection closed.
   bool afterProtocol();
