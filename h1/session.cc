@@ -137,9 +137,7 @@ Session::~Session() {
     // Never dispatched: the handler has nothing attached to it.
     h2::Stream* s = upgrade_;
     upgrade_ = nullptr;
-    s->session_ = nullptr;
-    s->closed_ = true;
-    s->close_error_code_ = NGHTTP2_CANCEL;
+    s->markClosed(NGHTTP2_CANCEL);
     s->session_held_ = false;
     s->release();
   }
@@ -716,10 +714,7 @@ void Session::closeCurrent(uint32_t error_code) {
   // Between exchanges: an error in the next request's first bytes (before
   // any message begins) is answered.
   response_started_ = false;
-  s->session_ = nullptr;
-  s->closed_ = true;
-  s->close_error_code_ = error_code;
-  s->dropFile();
+  s->markClosed(error_code);
   handler_.onStreamClosed(*s, error_code);
   s->session_held_ = false;
   s->release();

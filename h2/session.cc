@@ -574,12 +574,9 @@ int Session::onStreamClose(int32_t stream_id, uint32_t error_code) {
   // return: nghttp2 forgets the stream, and the connection's was returned.
   (void)nghttp2_session_set_stream_user_data(ngh_.get(), stream_id, nullptr);
   unlink(*s);
-  s->session_ = nullptr;
-  s->closed_ = true;
-  s->close_error_code_ = error_code;
   // nghttp2 reads the file no more: its descriptor goes back now, not when
   // the last holder (maybe an application's handle) lets the stream go.
-  s->dropFile();
+  s->markClosed(error_code);
   handler_.onStreamClosed(*s, error_code);
   s->session_held_ = false;
   s->release();  // back to the pool unless an async holder remains

@@ -211,6 +211,15 @@ class Stream {
   void recycle();
   // Drops the FileHandle reference (at close: nothing reads the file any more).
   void dropFile();
+  // Its session let go of it: every write is a no-op from now on (kClosed),
+  // and the file it sent is released. The owner then tells its handler and
+  // drops its reference.
+  void markClosed(uint32_t error_code) {
+    session_ = nullptr;
+    closed_ = true;
+    close_error_code_ = error_code;
+    dropFile();
+  }
   void addField(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen);
 
   StreamPool* pool_;  // nullptr once orphaned by a destroyed pool
