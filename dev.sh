@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(
   cmake ninja-build pkg-config g++ git
-  libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev
+  libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev libwslay-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   openssl curl wget nghttp2-client python3-h2 iproute2 procps clang-format
 )

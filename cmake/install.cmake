@@ -2,7 +2,7 @@
 # (find_package(h2loop) → h2loop::h2loop), a pkg-config file (h2loop.pc) and
 # the h2loop binary. tests/consumer/ builds an application against the result.
 #
-#   <prefix>/include/h2loop/{http,server}.h             #include "h2loop/server.h"
+#   <prefix>/include/h2loop/{http,server,websocket}.h            #include "h2loop/server.h"
 #   <prefix>/include/h2loop/eventloop/...               #include "eventloop/loop.h"
 #   <prefix>/lib/libh2loop_*.a
 #   <prefix>/lib/cmake/h2loop/h2loop{Config,ConfigVersion,Targets}.cmake
@@ -31,6 +31,7 @@ install(TARGETS h2loop_eventloop h2loop_h2 h2loop_h1 h2loop_net h2loop_http h2lo
 install(FILES
   ${PROJECT_SOURCE_DIR}/include/h2loop/http.h
   ${PROJECT_SOURCE_DIR}/include/h2loop/server.h
+  ${PROJECT_SOURCE_DIR}/include/h2loop/websocket.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/h2loop)
 install(FILES
   ${PROJECT_SOURCE_DIR}/eventloop/loop.h

@@ -147,7 +147,8 @@ Session::~Session() {
 
 void Session::receive(const uint8_t* data, size_t len) {
   // After an error, an upgrade, or the request we end on, input is not read.
-  if (errored_ || upgrade_ != nullptr || (closing_ && (current_ == nullptr || request_done_))) {
+  if (errored_ || upgrade_ != nullptr ||
+      (closing_ && !tunneling_ && (current_ == nullptr || request_done_))) {
     return;
   }
   if (input_offset_ == input_.size()) {
@@ -170,6 +171,41 @@ bool Session::parserBlocked() const {
 void Session::parse() {
   if (parsing_) return;
   parsing_ = true;
+  if (tunneling_) {
+    feedTunnel();
+  } else {
+    parseHttp();
+  }
+  if (input_offset_ == input_.size()) {
+    input_.clear();
+    input_offset_ = 0;
+  } else if (input_offset_ > 0 && input_offset_ >= input_.size() / 2) {
+    input_.erase(0, input_offset_);
+    input_offset_ = 0;
+  }
+  parsing_ = false;
+}
+
+void Session::feedTunnel() {
+  // The tunnel's bytes are the stream's request body, fed within its window
+  // like a body (no framing of HTTP's own).
+  h2::Stream* s = current_;
+  while (s != nullptr && current_ == s && !errored_ && !s->closed_ &&
+         input_offset_ < input_.size()) {
+    size_t n = input_.size() - input_offset_;
+    if (s->hold_window_) {
+      if (unconsumed_ >= config_.body_window) return;
+      n = std::min(n, config_.body_window - unconsumed_);
+      unconsumed_ += n;
+    }
+    const auto* data = reinterpret_cast<const uint8_t*>(input_.data() + input_offset_);
+    input_offset_ += n;
+    s->request_body_bytes_ += n;
+    handler_.onRequestData(*s, data, n);
+  }
+}
+
+void Session::parseHttp() {
   while (input_offset_ < input_.size() && !parserBlocked()) {
     if (HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED) http_parser_pause(&parser_, 0);
     size_t avail = input_.size() - input_offset_;
@@ -196,14 +232,6 @@ void Session::parse() {
     // the message; HTTP/1.1 goes on.
     if (n == 0) break;
   }
-  if (input_offset_ == input_.size()) {
-    input_.clear();
-    input_offset_ = 0;
-  } else if (input_offset_ > 0 && input_offset_ >= input_.size() / 2) {
-    input_.erase(0, input_offset_);
-    input_offset_ = 0;
-  }
-  parsing_ = false;
 }
 
 int Session::onMessageBegin() {
@@ -418,6 +446,13 @@ bool Session::completeHead() {
       upgrade_settings_ = settings->value;
     }
   }
+  // A WebSocket handshake (RFC 6455 §4.1: GET, no body, Upgrade: websocket,
+  // Connection: upgrade, which is what sets parser_.upgrade): the server may
+  // take the connection over as a tunnel (Stream::acceptTunnel()).
+  if (!wants_h2c_ && parser_.upgrade && upgrade != nullptr && parser_.method == HTTP_GET &&
+      hasToken(upgrade->value, "websocket") && !has_body) {
+    s.wants_tunnel_ = true;
+  }
   return true;
 }
 
@@ -471,6 +506,12 @@ int Session::onMessageComplete() {
     return 0;
   }
   h2::Stream& s = *current_;
+  if (s.tunnel_ && !(s.response_submitted_ && !tunneling_)) {
+    // The request taken as a tunnel: what follows its head is the tunnel's
+    // (fed as body once the 101 is out), and the body ends with the
+    // connection.
+    return 0;
+  }
   s.request_complete_ = true;
   if (!keep_alive_) closing_ = true;
   handler_.onRequestEnd(s);
@@ -557,6 +598,11 @@ void Session::produce(h2::OutputBuffer& out) {
   if (parsing_) return;
   if (errored_ && current_ != nullptr)
     closeCurrent(reset_code_ != 0 ? reset_code_ : uint32_t{NGHTTP2_PROTOCOL_ERROR});
+  // Input held back by a body window the application has since consumed
+  // from (a tunnel, or a body read while the response streams) goes on.
+  if (current_ != nullptr && (tunneling_ || !request_done_) && input_offset_ < input_.size()) {
+    parse();
+  }
   for (;;) {
     if (!appendPending(out)) return;
     if (errored_ || upgrade_ != nullptr) return;
@@ -711,6 +757,7 @@ void Session::closeCurrent(uint32_t error_code) {
   h2::Stream* s = current_;
   current_ = nullptr;
   in_head_ = false;
+  tunneling_ = false;
   // Between exchanges: an error in the next request's first bytes (before
   // any message begins) is answered.
   response_started_ = false;
@@ -789,6 +836,14 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
   // Answered before the body the client announced has been asked for (an
   // Expect: 100-continue never acknowledged), or the client asked to close.
   if ((expect_continue_ && !continue_sent_ && !request_done_) || !keep_alive_) closing_ = true;
+  if (s.tunnel_) {
+    // The parser has read past an Upgrade request: whatever the answer, no
+    // HTTP/1.1 request follows on this connection.
+    closing_ = true;
+    if (status == 200 && body.kind() == h2::ResponseBody::Kind::kStreamed) {
+      return openTunnel(s, headers);
+    }
+  }
 
   pending_ += "HTTP/1.1 ";
   appendNumber(pending_, static_cast<uint64_t>(status));
@@ -839,6 +894,29 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
         break;
     }
   }
+  s.response_submitted_ = true;
+  return h2::SubmitResult::kOk;
+}
+
+h2::SubmitResult Session::openTunnel(h2::Stream& s, std::span<const h2::Header> headers) {
+  // RFC 6455 §4.2.2: the 101 names the protocol the client asked for; the
+  // application's fields (Sec-WebSocket-Accept...) follow. The body is then
+  // the tunnel's raw bytes until the connection closes.
+  pending_ += "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n";
+  for (const h2::Header& h : headers) {
+    if (hopByHop(h.name) || h.name == "content-length") continue;
+    pending_ += h.name;
+    pending_ += ": ";
+    pending_ += h.value;
+    pending_ += "\r\n";
+  }
+  pending_ += "\r\n";
+  tunneling_ = true;
+  until_close_ = true;
+  chunked_ = false;
+  has_declared_length_ = false;
+  s.discard_body_ = false;
+  s.body_kind_ = h2::ResponseBody::Kind::kStreamed;
   s.response_submitted_ = true;
   return h2::SubmitResult::kOk;
 }

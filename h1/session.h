@@ -127,8 +127,13 @@ class Session final : public h2::StreamOwner {
   int onBody(const char* at, size_t len);
   int onMessageComplete();
 
-  // Parses held input while nothing holds the parser back.
+  // Parses held input while nothing holds the parser back (or feeds it to
+  // the tunnel).
   void parse();
+  void parseHttp();
+  void feedTunnel();
+  // The 101 of a WebSocket upgrade the server took; tunnel mode from here.
+  h2::SubmitResult openTunnel(h2::Stream& s, std::span<const h2::Header> headers);
   [[nodiscard]] bool parserBlocked() const;
   bool finishField();
   // Validates the head and fills the stream's request fields; false after
@@ -184,6 +189,7 @@ class Session final : public h2::StreamOwner {
   bool response_done_ = false;     // every byte produced
   bool chunked_ = false;
   bool until_close_ = false;  // body delimited by the connection's close
+  bool tunneling_ = false;    // a 101 went out: input and body are the tunnel's bytes
   bool has_declared_length_ = false;
   uint64_t declared_remaining_ = 0;  // streamed body with the application's content-length
 

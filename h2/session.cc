@@ -173,9 +173,11 @@ Session::Session(StreamPool& pool, SessionHandler& handler, const SessionConfig&
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, config_.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(config_.initial_window_size)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, config_.max_header_list_size},
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
-  int srv = nghttp2_submit_settings(ngh_.get(), NGHTTP2_FLAG_NONE, settings,
-                                    sizeof(settings) / sizeof(settings[0]));
+  const size_t count =
+      sizeof(settings) / sizeof(settings[0]) - (config_.enable_connect_protocol ? 0 : 1);
+  int srv = nghttp2_submit_settings(ngh_.get(), NGHTTP2_FLAG_NONE, settings, count);
   if (srv != 0) {
     fail(srv, "nghttp2_submit_settings failed");
     return;
@@ -415,7 +417,10 @@ int Session::onHeader(const nghttp2_frame* frame, const uint8_t* name, size_t na
     } else if (equals(name, namelen, ":scheme")) {
       s->scheme_.assign(v, valuelen);
     } else {
-      s->addField(name, namelen, value, valuelen);  // e.g. :protocol
+      // :protocol (extended CONNECT, which nghttp2 accepts only once we
+      // sent SETTINGS_ENABLE_CONNECT_PROTOCOL): kept as a field.
+      s->wants_tunnel_ = true;
+      s->addField(name, namelen, value, valuelen);
     }
     return 0;
   }

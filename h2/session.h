@@ -54,6 +54,9 @@ struct SessionConfig {
   // work and moves nothing, and flow control does not bound them
   // (CVE-2019-9518). nghttp2 has no limit of its own for them.
   uint32_t max_empty_data_frames = 64;
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): extended CONNECT, the
+  // HTTP/2 way to open a WebSocket. nghttp2 then accepts :protocol.
+  bool enable_connect_protocol = false;
 };
 
 // The server's side of a Session. Every callback runs synchronously from

@@ -68,6 +68,8 @@ void Stream::recycle() {
   body_ended_ = false;
   deferred_ = false;
   hold_window_ = false;
+  wants_tunnel_ = false;
+  tunnel_ = false;
   drain_notify_ = false;
   drain_threshold_ = 0;
   trailers_.clear();

@@ -155,6 +155,19 @@ class Stream {
   // END_STREAM received from the client.
   [[nodiscard]] bool requestComplete() const { return request_complete_; }
   [[nodiscard]] bool isHead() const { return method_ == "HEAD"; }
+  // The request asks for a tunnel carrying another protocol (a WebSocket):
+  // an HTTP/1.1 Upgrade the session can hand over, or an HTTP/2 extended
+  // CONNECT (:protocol).
+  [[nodiscard]] bool wantsTunnel() const { return wants_tunnel_; }
+  // The server takes the tunnel (in onRequest, before responding): a 200
+  // response then opens it (HTTP/1.1: as a 101), and from there on the request
+  // body and the streamed response body are the tunnel's bytes each way.
+  // False when the request did not ask for one.
+  bool acceptTunnel() {
+    if (wants_tunnel_) tunnel_ = true;
+    return tunnel_;
+  }
+  [[nodiscard]] bool tunnel() const { return tunnel_; }
 
   // Free slot for the server; cleared when the stream returns to the pool
   // (the server must have released what it points to in onStreamClosed).
@@ -240,6 +253,8 @@ class Stream {
   bool body_ended_ = false;
   bool deferred_ = false;  // data source returned NGHTTP2_ERR_DEFERRED
   bool hold_window_ = false;
+  bool wants_tunnel_ = false;
+  bool tunnel_ = false;
   bool drain_notify_ = false;
   size_t drain_threshold_ = 0;
   uint32_t close_error_code_ = 0;

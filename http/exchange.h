@@ -28,6 +28,13 @@ struct ExchangeCounters {
   std::atomic<int64_t> timeouts{0};         // response timeout: 504
   std::atomic<int64_t> handler_errors{0};   // a handler or callback threw
   std::atomic<int64_t> queued_bytes{0};     // streamed-body bytes queued by write() (gauge)
+  std::atomic<int64_t> ws_open{0};          // WebSockets open (gauge)
+  std::atomic<int64_t> ws_total{0};         // WebSockets opened
+  std::atomic<int64_t> ws_h2_total{0};      // of which over HTTP/2 (RFC 8441)
+  std::atomic<int64_t> ws_queued_bytes{0};  // accepted by send(), not yet on the stream (gauge)
+  std::atomic<int64_t> ws_send_refused{0};  // send() answered kWouldBlock
+  std::atomic<int64_t> ws_messages_in{0};
+  std::atomic<int64_t> ws_messages_out{0};
 };
 
 // The door from application threads to one worker's loop. Shared by the
@@ -126,6 +133,10 @@ class Exchange {
   [[nodiscard]] bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
   [[nodiscard]] bool responded() const { return responded_flag_.load(std::memory_order_acquire); }
   bool post(std::function<void()> fn) { return anchor_->post(std::move(fn)); }
+  [[nodiscard]] const std::shared_ptr<Anchor>& anchor() const { return anchor_; }
+  // Loop thread, in the handler: takes the tunnel the request asked for
+  // (h2::Stream::acceptTunnel()).
+  bool acceptTunnel() { return !closed_ && stream_->acceptTunnel(); }
   [[nodiscard]] ev::Loop& loop() const { return anchor_->loop(); }
 
   // Handles (Response) held by the application.

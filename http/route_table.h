@@ -25,6 +25,7 @@ class RouteTable {
   // `path` without the query.
   [[nodiscard]] RouteMatch match(std::string_view method, std::string_view path) const;
   [[nodiscard]] const std::vector<Router::Route>& routes() const { return router_.routes(); }
+  [[nodiscard]] bool hasWebSockets() const { return router_.hasWebSockets(); }
 
  private:
   struct Candidates {

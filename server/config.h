@@ -11,6 +11,7 @@
 #include "h1/session.h"
 #include "h2/session.h"
 #include "h2loop/http.h"
+#include "h2loop/websocket.h"
 
 namespace h2loop::server {
 
@@ -37,6 +38,9 @@ struct ServerConfig {
   h1::SessionConfig http1_session;  // limits; scheme and date are set per connection
   size_t pool_capacity = 0;         // streams per worker; 0 = derived from the limits
   std::string metrics_path;         // empty: off
+  // The h2loop binary's WebSocket echo endpoint (empty: none), and its limits.
+  std::string websocket_echo;
+  WebSocketOptions websocket_options;
   bool access_log = false;
   // What the server serves. Unset: metrics_path (when set) and the files of
   // root at "/", which is what the h2loop binary serves.

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   double handshake_timeout = 10, idle_timeout = 60, write_timeout = 30, drain_timeout = 10,
          header_timeout = 10;
   uint32_t max_streams = cfg.session.max_concurrent_streams;
+  int64_t ws_ping_ms = cfg.websocket_options.ping_interval.count();
+  int64_t ws_pong_ms = cfg.websocket_options.pong_timeout.count();
 
   std::vector<std::string> backends;
   for (std::string_view b : h2loop::ev::loopBackendNames())
@@ -60,6 +62,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_flag("--access-log", cfg.access_log, "log one line per request");
   app.add_option("--metrics-path", cfg.metrics_path, "serve Prometheus metrics at this path (off)");
+  app.add_option("--websocket-echo", cfg.websocket_echo,
+                 "serve a WebSocket echo at this path (RFC 6455 and, over h2, RFC 8441) (off)");
+  app.add_option("--ws-max-message", cfg.websocket_options.max_message,
+                 "WebSocket message bytes at most (fragments reassembled; above: close 1009)")
+      ->check(CLI::Range(size_t{125}, size_t{1} << 30));
+  app.add_option("--ws-send-bound", cfg.websocket_options.send_bound,
+                 "WebSocket bytes accepted for sending and not yet on the stream, at most")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  app.add_option("--ws-ping-interval", ws_ping_ms, "ms without WebSocket input before a ping")
+      ->check(CLI::Range(int64_t{10}, int64_t{86'400'000}));
+  app.add_option("--ws-pong-timeout", ws_pong_ms, "ms for the answer to that ping, then drop")
+      ->check(CLI::Range(int64_t{10}, int64_t{86'400'000}));
   app.add_option("--handshake-timeout", handshake_timeout, "seconds to complete the TLS handshake")
       ->check(CLI::PositiveNumber);
   app.add_flag(
@@ -111,6 +125,8 @@ int main(int argc, char** argv) {
   cfg.header_timeout = seconds(header_timeout);
   cfg.write_timeout = seconds(write_timeout);
   cfg.drain_timeout = seconds(drain_timeout);
+  cfg.websocket_options.ping_interval = std::chrono::milliseconds(ws_ping_ms);
+  cfg.websocket_options.pong_timeout = std::chrono::milliseconds(ws_pong_ms);
 
   // Signals are taken synchronously by this thread; the workers inherit the mask.
   ::signal(SIGPIPE, SIG_IGN);

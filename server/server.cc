@@ -43,9 +43,18 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
   } else {
     Router r;
     if (!config_.metrics_path.empty()) r.metrics(config_.metrics_path);
+    if (!config_.websocket_echo.empty()) {
+      // Every message comes back as it came (text or binary).
+      r.websocket(config_.websocket_echo,
+                  {.on_message = [](WebSocket& ws, WebSocket::Type type,
+                                    std::string_view data) { (void)ws.send(type, data); }},
+                  config_.websocket_options);
+    }
     r.files("/", config_.root);
     shared_.routes = std::make_shared<http::RouteTable>(std::move(r));
   }
+  // HTTP/2 offers extended CONNECT (RFC 8441) where a WebSocket can open.
+  config_.session.enable_connect_protocol = shared_.routes->hasWebSockets();
 
   // Listeners for every worker, made here so that "address in use" is a
   // start-up error. One worker: no SO_REUSEPORT, so a second server on the

@@ -315,6 +315,21 @@ std::string Worker::metricsText() const {
          app(&ExchangeCounters::timeouts));
   metric("h2loop_handler_errors_total", "counter", "Handlers or callbacks that threw.",
          app(&ExchangeCounters::handler_errors));
+  metric("h2loop_websockets_open", "gauge", "WebSockets open.", app(&ExchangeCounters::ws_open));
+  metric("h2loop_websockets_total", "counter", "WebSockets opened.",
+         app(&ExchangeCounters::ws_total));
+  metric("h2loop_websockets_h2_total", "counter", "WebSockets opened over HTTP/2 (RFC 8441).",
+         app(&ExchangeCounters::ws_h2_total));
+  metric("h2loop_websocket_queued_bytes", "gauge",
+         "WebSocket message bytes accepted by send() and not yet on their stream.",
+         app(&ExchangeCounters::ws_queued_bytes));
+  metric("h2loop_websocket_send_refused_total", "counter",
+         "WebSocket send() calls refused at the send bound (kWouldBlock).",
+         app(&ExchangeCounters::ws_send_refused));
+  metric("h2loop_websocket_messages_received_total", "counter", "WebSocket messages received.",
+         app(&ExchangeCounters::ws_messages_in));
+  metric("h2loop_websocket_messages_sent_total", "counter", "WebSocket messages queued.",
+         app(&ExchangeCounters::ws_messages_out));
   metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", net::countOpenFds());
   out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
   out += "# TYPE h2loop_connections_closed_total counter\n";

@@ -35,7 +35,10 @@ class Loop;
 }
 namespace http::detail {
 class Exchange;
-}
+class WebSocketSession;
+}  // namespace http::detail
+struct WebSocketHandlers;
+struct WebSocketOptions;
 
 // Result of an operation on a Response.
 enum class Status : uint8_t {
@@ -170,6 +173,7 @@ class Response {
 
  private:
   friend class http::detail::Exchange;
+  friend class http::detail::WebSocketSession;
   explicit Response(std::shared_ptr<http::detail::Exchange> ex);
   std::shared_ptr<http::detail::Exchange> ex_;
 };
@@ -211,6 +215,14 @@ class Router {
   Router& files(std::string prefix, std::filesystem::path root);
   // Prometheus metrics of the whole server at `path`.
   Router& metrics(std::string path);
+  // A WebSocket endpoint at the exact `path` (see h2loop/websocket.h): an
+  // HTTP/1.1 Upgrade or an HTTP/2 extended CONNECT opens it; any other
+  // request there gets 426.
+  Router& websocket(std::string path, const WebSocketHandlers& handlers);
+  Router& websocket(std::string path, const WebSocketHandlers& handlers,
+                    const WebSocketOptions& options);
+  // A websocket() route exists (HTTP/2 then offers extended CONNECT).
+  [[nodiscard]] bool hasWebSockets() const { return websockets_; }
 
   struct Route {
     enum class Kind : uint8_t { kHandler, kFiles, kMetrics };
@@ -226,6 +238,7 @@ class Router {
 
  private:
   std::vector<Route> routes_;
+  bool websockets_ = false;
 };
 
 }  // namespace h2loop

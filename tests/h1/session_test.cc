@@ -433,5 +433,104 @@ TEST_F(H1Session, AbsoluteFormTargetGivesTheAuthority) {
   EXPECT_EQ(rec_.requests[0], "GET /p?q example.org:8080");
 }
 
+// ---- WebSocket tunnel (RFC 6455 upgrade) ------------------------------------
+
+constexpr std::string_view kWsHandshake =
+    "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+TEST_F(H1Session, AcceptedTunnelAnswers101AndCarriesRawBytesBothWays) {
+  rec_.on_request = [&](Stream& s) {
+    EXPECT_TRUE(s.wantsTunnel());
+    ASSERT_TRUE(s.acceptTunnel());
+    const h2::Header h[] = {{"sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}};
+    ASSERT_EQ(s.submitResponse(200, h, ResponseBody::streamed()), SubmitResult::kOk);
+    rec_.held.emplace_back(&s);
+  };
+  // The first tunnel bytes arrive with the handshake.
+  send(std::string(kWsHandshake) +
+       "\x81\x85"
+       "abcd");
+  std::string out = drain();
+  EXPECT_EQ(out,
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+            "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+  send("rest");
+  (void)drain();
+  EXPECT_EQ(rec_.body,
+            "\x81\x85"
+            "abcdrest");
+  EXPECT_EQ(rec_.ends, 0) << "a tunnel's input ends with the connection, not with the head";
+  // Our bytes go out as they are: no chunk framing, no length.
+  Stream& s = *rec_.held[0];
+  ASSERT_EQ(s.appendBody("\x81\x02"
+                         "hi"),
+            SubmitResult::kOk);
+  EXPECT_EQ(drain(),
+            "\x81\x02"
+            "hi");
+  EXPECT_TRUE(session_->wantRead());
+  // Our end of the tunnel ends the connection (the server's FIN).
+  ASSERT_EQ(s.endBody(), SubmitResult::kOk);
+  EXPECT_EQ(drain(), "");
+  EXPECT_EQ(rec_.closes, std::vector<uint32_t>{NGHTTP2_NO_ERROR});
+  EXPECT_FALSE(session_->wantRead());
+  send("late bytes");
+  EXPECT_EQ(rec_.body,
+            "\x81\x85"
+            "abcdrest");
+}
+
+TEST_F(H1Session, TunnelInputIsHeldAtTheBodyWindow) {
+  config_.body_window = 8;
+  reconfigure();
+  rec_.on_request = [&](Stream& s) {
+    ASSERT_TRUE(s.acceptTunnel());
+    s.holdWindow();
+    ASSERT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    rec_.held.emplace_back(&s);
+  };
+  send(kWsHandshake);
+  (void)drain();
+  send("0123456789abcdef");
+  EXPECT_EQ(rec_.body, "01234567") << "fed past the window";
+  rec_.held[0]->consume(8);
+  (void)drain();
+  EXPECT_EQ(rec_.body, "0123456789abcdef");
+}
+
+TEST_F(H1Session, RefusedTunnelIsAnOrdinaryAnswerAndTheEnd) {
+  rec_.on_request = [&](Stream& s) {
+    ASSERT_TRUE(s.acceptTunnel());
+    ASSERT_EQ(s.submitResponse(426, {}, ResponseBody::bytes("no")), SubmitResult::kOk);
+  };
+  send(std::string(kWsHandshake) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  const std::string out = drain();
+  EXPECT_EQ(out.rfind("HTTP/1.1 426 ", 0), 0u) << out;
+  EXPECT_NE(out.find("connection: close\r\n"), std::string::npos) << out;
+  EXPECT_EQ(rec_.requests.size(), 1u) << "nothing is parsed after an Upgrade request";
+  EXPECT_FALSE(session_->wantRead());
+}
+
+TEST_F(H1Session, UpgradeNotTakenIsServedAsHttp11) {
+  // The handler ignores the offer: a plain answer, and the connection goes on.
+  send(std::string(kWsHandshake) + "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  const std::string out = drain();
+  EXPECT_EQ(count(out, "HTTP/1.1 200 OK"), 2u) << out;
+  EXPECT_EQ(rec_.requests.size(), 2u);
+}
+
+TEST_F(H1Session, OnlyAWebSocketUpgradeOffersATunnel) {
+  bool wants = true;
+  rec_.on_request = [&](Stream& s) {
+    wants = s.wantsTunnel();
+    EXPECT_FALSE(s.acceptTunnel());
+    ASSERT_EQ(s.submitResponse(200, {}, ResponseBody::bytes("x")), SubmitResult::kOk);
+  };
+  send("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n");  // no Connection: upgrade
+  (void)drain();
+  EXPECT_FALSE(wants);
+}
+
 }  // namespace
 }  // namespace h2loop::h1

@@ -87,7 +87,7 @@ class Client {
 
   int32_t request(const std::string& method, const std::string& path,
                   std::vector<std::pair<std::string, std::string>> extra = {},
-                  const std::string* body = nullptr) {
+                  const std::string* body = nullptr, bool end_stream = true) {
     static const std::string kMethod = ":method", kPath = ":path", kScheme = ":scheme",
                              kAuthority = ":authority", kHttps = "https", kHost = "example.test";
     std::vector<nghttp2_nv> nva = {nv(kMethod, method), nv(kPath, path), nv(kScheme, kHttps),
@@ -96,6 +96,7 @@ class Client {
       nva.push_back(nv(h.first, h.second));
     nghttp2_data_provider prd{};
     auto state = std::make_unique<BodySource>();
+    state->end_stream = end_stream;
     if (body != nullptr) {
       state->data = *body;
       prd.source.ptr = state.get();
@@ -128,6 +129,7 @@ class Client {
   struct BodySource {
     std::string data;
     size_t off = 0;
+    bool end_stream = true;  // false: the stream stays open after the body
   };
 
   static Client& self(void* ud) { return *static_cast<Client*>(ud); }
@@ -138,7 +140,10 @@ class Client {
     const size_t n = std::min(len, b->data.size() - b->off);
     std::memcpy(buf, b->data.data() + b->off, n);
     b->off += n;
-    if (b->off == b->data.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (b->off == b->data.size()) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!b->end_stream) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     return static_cast<ssize_t>(n);
   }
   static int onHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name, size_t nl,

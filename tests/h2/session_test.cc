@@ -35,6 +35,60 @@ TEST(Session, InitialSettingsCarryLimits) {
   EXPECT_FALSE(p.session->wantWrite());
 }
 
+TEST(Session, ExtendedConnectIsOfferedOnlyWhenConfigured) {
+  {
+    Pair p;
+    ASSERT_TRUE(p.pump());
+    EXPECT_EQ(settingValue(p.client, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL), UINT32_MAX)
+        << "not sent";
+  }
+  SessionConfig cfg;
+  cfg.enable_connect_protocol = true;
+  Pair p(16, cfg);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(settingValue(p.client, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL), 1u);
+  // RFC 8441 §4: CONNECT with :protocol opens a tunnel on its stream; the
+  // tunnel's bytes are DATA both ways.
+  bool wants = false;
+  StreamRef held;
+  p.handler.respond = [&](Stream& s, bool end_stream) {
+    EXPECT_FALSE(end_stream);
+    wants = s.wantsTunnel();
+    EXPECT_TRUE(s.acceptTunnel());
+    EXPECT_EQ(s.submitResponse(200, {}, ResponseBody::streamed()), SubmitResult::kOk);
+    held = StreamRef(&s);
+  };
+  const std::string up = "frame bytes";
+  const int32_t id = p.client.request("CONNECT", "/ws",
+                                      {{":protocol", "websocket"}, {"sec-websocket-version", "13"}},
+                                      &up, /*end_stream=*/false);
+  ASSERT_TRUE(p.pump());
+  EXPECT_TRUE(wants);
+  EXPECT_EQ(p.handler.last_method, "CONNECT");
+  EXPECT_EQ(p.handler.data_bytes, up.size());
+  EXPECT_EQ(p.client.streams[id].status, 200);
+  ASSERT_EQ(held->appendBody("down"), SubmitResult::kOk);
+  ASSERT_TRUE(p.pump());
+  EXPECT_EQ(p.client.streams[id].body, "down");
+  EXPECT_FALSE(p.client.streams[id].closed);
+  held.reset();
+}
+
+TEST(Session, OrdinaryRequestsOfferNoTunnel) {
+  SessionConfig cfg;
+  cfg.enable_connect_protocol = true;
+  Pair p(16, cfg);
+  bool wants = true;
+  p.handler.respond = [&](Stream& s, bool) {
+    wants = s.wantsTunnel();
+    EXPECT_FALSE(s.acceptTunnel());
+    EXPECT_EQ(s.submitResponse(204, {}, ResponseBody::none()), SubmitResult::kOk);
+  };
+  (void)p.client.request("GET", "/");
+  ASSERT_TRUE(p.pump());
+  EXPECT_FALSE(wants);
+}
+
 TEST(Session, GetWithInMemoryBody) {
   Pair p;
   const int32_t id = p.client.request("GET", "/index", {{"accept", "text/plain"}});
