@@ -424,14 +424,17 @@ Status WebSocketSession::close(uint16_t code, std::string_view reason) {
                ? Status::kOk
                : Status::kClosed;
   }
-  if (over_ || wslay_event_get_close_sent(ctx_) || (wslay_event_get_write_enabled(ctx_) == 0)) {
+  if (over_ || closing_ || wslay_event_get_close_sent(ctx_) ||
+      wslay_event_get_write_enabled(ctx_) == 0) {
     return Status::kClosed;
   }
-  if (wslay_event_queue_close(ctx_, code, reinterpret_cast<const uint8_t*>(reason.data()),
-                              reason.size()) != 0) {
-    return Status::kClosed;
-  }
+  // wslay sends control frames ahead of queued messages: the close waits
+  // until what the application sent before it is out (flush()).
   closing_ = true;
+  close_pending_ = true;
+  pending_close_code_ = code;
+  pending_close_reason_.assign(reason);
+  timer_->arm(config_->options.close_timeout);
   flush();
   return Status::kOk;
 }
@@ -492,21 +495,34 @@ int WebSocketSession::genmaskCallback(wslay_event_context_ptr /*ctx*/, uint8_t* 
   return RAND_bytes(buf, static_cast<int>(len)) == 1 ? 0 : -1;
 }
 
+bool WebSocketSession::sendQueued() {
+  if (wslay_event_want_write(ctx_) == 0) return true;
+  ++in_wslay_call_;
+  const int rv = wslay_event_send(ctx_);
+  --in_wslay_call_;
+  if (over_) {
+    releaseContext();
+    return false;
+  }
+  if (rv != 0) {
+    abort(1006, "send failed");
+    return false;
+  }
+  return true;
+}
+
 void WebSocketSession::flush() {
   // Not from inside wslay (a message callback that sends): the outer call
   // flushes when wslay returns.
   if (over_ || in_wslay_call_ > 0) return;
   const auto self = shared_from_this();
-  if (wslay_event_want_write(ctx_)) {
-    ++in_wslay_call_;
-    const int rv = wslay_event_send(ctx_);
-    --in_wslay_call_;
-    if (over_) {
-      releaseContext();
-      return;
-    }
-    if (rv != 0) {
-      abort(1006, "send failed");
+  if (!sendQueued()) return;
+  if (close_pending_ && wslay_event_want_write(ctx_) == 0) {
+    close_pending_ = false;
+    const std::string_view r = pending_close_reason_;
+    if (wslay_event_queue_close(ctx_, pending_close_code_,
+                                reinterpret_cast<const uint8_t*>(r.data()), r.size()) == 0 &&
+        !sendQueued()) {
       return;
     }
   }
@@ -525,6 +541,12 @@ void WebSocketSession::flush() {
   }
   maybeWritable();
   if (over_) return;
+  if (!closing_ && wslay_event_get_close_sent(ctx_)) {
+    // wslay closed on its own (1002, 1007, 1009, the reply to the peer's
+    // close): the rest of the handshake is bounded too.
+    closing_ = true;
+    timer_->arm(config_->options.close_timeout);
+  }
   // Both close frames exchanged (or ours sent and nothing more to read):
   // the stream ends (HTTP/2 END_STREAM, HTTP/1.1 our FIN).
   if (!backed_up && !ended_ && wslay_event_get_close_sent(ctx_) &&
@@ -533,9 +555,6 @@ void WebSocketSession::flush() {
     (void)res_.end();
     // The exchange closes once the end is out (and, over HTTP/2, the peer
     // ended its half); the close timer bounds the wait.
-    timer_->arm(config_->options.close_timeout);
-  } else if (wslay_event_get_close_sent(ctx_) && !closing_) {
-    closing_ = true;
     timer_->arm(config_->options.close_timeout);
   }
 }

@@ -78,6 +78,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   // where the output stands: reading paused or not, the writer told, the
   // stream ended after the close handshake.
   void flush();
+  // wslay_event_send(); false when the WebSocket ended under it.
+  bool sendQueued();
   void maybeWritable();
   void timerFired();
   // Ends it without a handshake: RST_STREAM over HTTP/2, the connection
@@ -115,8 +117,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   std::unique_ptr<ev::Timer> timer_;
   ev::Clock::time_point last_input_{};
   bool awaiting_pong_ = false;
-  bool closing_ = false;  // our close frame is queued or sent
-  bool ended_ = false;    // the stream's end was queued
+  bool closing_ = false;        // close() was called, or wslay sent a close of its own
+  bool close_pending_ = false;  // close() waits for the messages queued before it
+  uint16_t pending_close_code_ = 0;
+  std::string pending_close_reason_;
+  bool ended_ = false;  // the stream's end was queued
   bool input_paused_ = false;
   bool counted_ = false;  // in ws_open
   bool over_ = false;

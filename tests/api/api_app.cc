@@ -23,6 +23,15 @@
 //   GET  /throw            throws; /throw-started throws after start().
 //   GET  /stats            the counters below, "name value" per line.
 //   GET  /whoami           what the Request says about itself.
+//   WS   /ws/flood?n=N&size=S&thread=1
+//                          a WebSocket that sends N binary messages of S bytes
+//                          (each starting with its 8-digit sequence number) as
+//                          fast as send() takes them: on the loop, resuming from
+//                          onWritable, or from a thread that waits for it; then
+//                          close(1000, "done"). After its close a pool thread
+//                          sends, pings and closes on the handle (all must say
+//                          closed).
+//   WS   /ws/echo          echoes; on_close counts the code it was told.
 //   /metrics, and files of --root at "/".
 
 #include <signal.h>
@@ -45,6 +54,7 @@
 
 #include "eventloop/loop.h"
 #include "h2loop/server.h"
+#include "h2loop/websocket.h"
 
 namespace {
 
@@ -110,6 +120,12 @@ struct Stats {
   std::atomic<int64_t> producer_would_block{0};
   std::atomic<int64_t> producers_done{0};
   std::atomic<int64_t> writable_calls{0};
+  std::atomic<int64_t> ws_opened{0};
+  std::atomic<int64_t> ws_closed{0};
+  std::atomic<int64_t> ws_would_block{0};
+  std::atomic<int64_t> ws_sent{0};
+  std::atomic<int64_t> ws_floods_done{0};
+  std::atomic<int64_t> ws_last_code{0};
 
   std::string text() const {
     std::string out;
@@ -133,6 +149,12 @@ struct Stats {
     line("producer_would_block", producer_would_block);
     line("producers_done", producers_done);
     line("writable_calls", writable_calls);
+    line("ws_opened", ws_opened);
+    line("ws_closed", ws_closed);
+    line("ws_would_block", ws_would_block);
+    line("ws_sent", ws_sent);
+    line("ws_floods_done", ws_floods_done);
+    line("ws_last_code", ws_last_code);
     return out;
   }
 };
@@ -143,7 +165,8 @@ std::mutex g_kept_mu;
 std::vector<Response> g_kept;               // /hold?keep=1 after their end, until /release
 std::map<std::string, Response> g_uploads;  // paused uploads by id
 std::mutex g_threads_mu;
-std::vector<std::thread> g_threads;  // producer threads, joined at exit
+std::vector<std::thread> g_threads;                        // producer threads, joined at exit
+std::map<size_t, std::shared_ptr<struct Flood>> g_floods;  // open /ws/flood, by handle hash
 
 int64_t param(std::string_view query, std::string_view name, int64_t fallback) {
   for (size_t pos = 0; pos < query.size();) {
@@ -400,6 +423,130 @@ void never(const Request&, Response res) {
   });
 }
 
+// ---- WebSocket -------------------------------------------------------------
+
+// Every operation on a WebSocket that is over must say kClosed.
+void lateWsOps(h2loop::WebSocket& ws) {
+  countLate(ws.sendText("late"));
+  countLate(ws.ping());
+  countLate(ws.close(1000));
+}
+
+std::string floodMessage(int64_t seq, size_t size) {
+  std::string m(std::max<size_t>(size, 8), 'f');
+  char digits[24];
+  std::snprintf(digits, sizeof digits, "%08lld", static_cast<long long>(seq % 100000000));
+  m.replace(0, 8, digits, 8);
+  return m;
+}
+
+// One /ws/flood producer.
+struct Flood {
+  int64_t total = 0;
+  size_t size = 0;
+  int64_t next = 0;
+  // Thread mode: the producer waits here for onWritable.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool writable = false;
+  bool over = false;
+};
+
+// On the loop: sends until the bound says stop; onWritable calls it again.
+void floodOnLoop(h2loop::WebSocket ws, const std::shared_ptr<Flood>& f) {
+  while (f->next < f->total) {
+    const Status st = ws.sendBinary(floodMessage(f->next, f->size));
+    if (st == Status::kWouldBlock) {
+      g_stats.ws_would_block.fetch_add(1);
+      return;
+    }
+    if (st != Status::kOk) return;
+    ++f->next;
+    g_stats.ws_sent.fetch_add(1);
+  }
+  g_stats.ws_floods_done.fetch_add(1);
+  (void)ws.close(1000, "done");
+}
+
+void floodOnThread(h2loop::WebSocket ws, std::shared_ptr<Flood> f) {
+  std::lock_guard lock(g_threads_mu);
+  g_threads.emplace_back([ws, f]() mutable {
+    while (f->next < f->total) {
+      const Status st = ws.sendBinary(floodMessage(f->next, f->size));
+      if (st == Status::kWouldBlock) {
+        g_stats.ws_would_block.fetch_add(1);
+        std::unique_lock wait_lock(f->mu);
+        f->cv.wait(wait_lock, [&] { return f->writable || f->over; });
+        f->writable = false;
+        if (f->over) break;
+        continue;
+      }
+      if (st != Status::kOk) break;
+      ++f->next;
+      g_stats.ws_sent.fetch_add(1);
+    }
+    if (f->next == f->total) g_stats.ws_floods_done.fetch_add(1);
+    (void)ws.close(1000, "done");
+  });
+}
+
+void addWebSockets(h2loop::Router& router) {
+  h2loop::WebSocketHandlers flood;
+  flood.on_open = [](h2loop::WebSocket& ws) {
+    g_stats.ws_opened.fetch_add(1);
+    const std::string_view q = ws.request().query();
+    auto f = std::make_shared<Flood>();
+    f->total = param(q, "n", 1000);
+    f->size = static_cast<size_t>(param(q, "size", 1024));
+    if (param(q, "thread", 0) != 0) {
+      ws.onWritable([f] {
+        std::lock_guard lock(f->mu);
+        f->writable = true;
+        f->cv.notify_one();
+      });
+      floodOnThread(ws, f);
+    } else {
+      // The callback holds the handle: dropped by the WebSocket's close.
+      ws.onWritable([ws, f]() mutable { floodOnLoop(ws, f); });
+      floodOnLoop(ws, f);
+    }
+    // Registered after the flood started; wakes a waiting producer at the end.
+    std::lock_guard lock(g_kept_mu);
+    g_floods.emplace(ws.hash(), f);
+  };
+  flood.on_close = [](h2loop::WebSocket& ws, uint16_t code, std::string_view) {
+    g_stats.ws_closed.fetch_add(1);
+    g_stats.ws_last_code.store(code);
+    std::shared_ptr<Flood> f;
+    {
+      std::lock_guard lock(g_kept_mu);
+      if (auto it = g_floods.find(ws.hash()); it != g_floods.end()) {
+        f = it->second;
+        g_floods.erase(it);
+      }
+    }
+    if (f) {
+      std::lock_guard lock(f->mu);
+      f->over = true;
+      f->cv.notify_one();
+    }
+    g_pool->submit([ws]() mutable { lateWsOps(ws); });
+  };
+  router.websocket("/ws/flood", flood);
+
+  h2loop::WebSocketHandlers echo;
+  echo.on_open = [](h2loop::WebSocket&) { g_stats.ws_opened.fetch_add(1); };
+  echo.on_message = [](h2loop::WebSocket& ws, h2loop::WebSocket::Type type, std::string_view data) {
+    (void)ws.send(type, data);
+  };
+  echo.on_close = [](h2loop::WebSocket& ws, uint16_t code, std::string_view) {
+    g_stats.ws_closed.fetch_add(1);
+    g_stats.ws_last_code.store(code);
+    g_pool->submit([ws]() mutable { lateWsOps(ws); });
+  };
+  router.websocket("/ws/echo", echo);
+}
+
 std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
 }
@@ -486,6 +633,7 @@ int main(int argc, char** argv) {
         res.respond(200, {{"content-type", "text/plain"}, {"cache-control", "no-store"}},
                     g_stats.text());
       });
+  addWebSockets(router);
   router.files("/static", root);  // the same files again, mounted below a prefix
   router.files("/", root);
 
