@@ -99,6 +99,15 @@ bool Anchor::onLoopThread() const {
   return loop_ != nullptr && loop_->isLoopThread();
 }
 
+void Anchor::notifyShutdown() {
+  // A copy: listeners leave the set from their own call.
+  const std::vector<ShutdownListener*> listeners(shutdown_listeners_.begin(),
+                                                 shutdown_listeners_.end());
+  for (ShutdownListener* l : listeners) {
+    if (shutdown_listeners_.contains(l)) l->onShutdown();
+  }
+}
+
 void Anchor::kill(const std::function<void()>& teardown) {
   std::lock_guard lock(mu_);
   if (teardown) teardown();

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "eventloop/loop.h"
 #include "h2/stream.h"
@@ -63,11 +64,26 @@ class Anchor {
   // its entry points): onLoopThread() answers without the lock.
   void enteredLoop() const;
 
+  // Loop thread: what is told when the worker begins its graceful shutdown
+  // (open WebSockets send their 1001 close). A listener removes itself
+  // before it goes away; it may remove itself from its own call.
+  class ShutdownListener {
+   public:
+    virtual void onShutdown() = 0;
+
+   protected:
+    ~ShutdownListener() = default;
+  };
+  void addShutdownListener(ShutdownListener* l) { shutdown_listeners_.insert(l); }
+  void removeShutdownListener(ShutdownListener* l) { shutdown_listeners_.erase(l); }
+  void notifyShutdown();
+
   ExchangeCounters counters;
 
  private:
   mutable std::mutex mu_;
-  ev::Loop* loop_;  // nullptr once dead
+  ev::Loop* loop_;                                            // nullptr once dead
+  std::unordered_set<ShutdownListener*> shutdown_listeners_;  // loop thread
 };
 
 // What an exchange needs of its connection (implemented by the server's

@@ -276,6 +276,7 @@ bool WebSocketSession::open() {
   c.ws_total.fetch_add(1, std::memory_order_relaxed);
   if (over_h2_) c.ws_h2_total.fetch_add(1, std::memory_order_relaxed);
   counted_ = true;
+  anchor_->addShutdownListener(this);
   timer_ = anchor_->loop().timer([this] { timerFired(); });
   last_input_ = anchor_->loop().now();
   timer_->arm(config_->options.ping_interval);
@@ -609,6 +610,10 @@ void WebSocketSession::timerFired() {
   timer_->arm(std::chrono::duration_cast<ev::Duration>(o.ping_interval) - quiet);
 }
 
+void WebSocketSession::onShutdown() {
+  (void)close(1001, "server shutting down");
+}
+
 void WebSocketSession::abort(uint16_t code, std::string_view why) {
   if (over_) return;
   close_code_ = code;
@@ -637,7 +642,10 @@ void WebSocketSession::exchangeClosed(CloseReason why) {
   anchor_->counters.ws_queued_bytes.fetch_sub(static_cast<int64_t>(left),
                                               std::memory_order_relaxed);
   in_wslay_ = 0;
-  if (counted_) anchor_->counters.ws_open.fetch_sub(1, std::memory_order_relaxed);
+  if (counted_) {
+    anchor_->counters.ws_open.fetch_sub(1, std::memory_order_relaxed);
+    anchor_->removeShutdownListener(this);
+  }
   counted_ = false;
   auto on_writable = std::move(on_writable_);
   on_writable_ = nullptr;

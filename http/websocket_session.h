@@ -14,11 +14,9 @@
 #include "eventloop/loop.h"
 #include "h2loop/http.h"
 #include "h2loop/websocket.h"
+#include "http/exchange.h"
 
 namespace h2loop::http::detail {
-
-class Anchor;
-class Exchange;
 
 // RFC 3629 UTF-8 (what a text message and a close reason must be).
 bool validUtf8(std::string_view s);
@@ -36,7 +34,8 @@ bool validUtf8(std::string_view s);
 // failure) or the exchange's own end (connection gone, shutdown) →
 // exchangeClosed(): on_close once, the wslay context and the timer freed, the
 // exchange's handle dropped. Only a shell answering kClosed outlives it.
-class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
+class WebSocketSession final : public std::enable_shared_from_this<WebSocketSession>,
+                               private Anchor::ShutdownListener {
  public:
   struct Config {
     WebSocketHandlers handlers;
@@ -86,6 +85,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   // over HTTP/1.1.
   void abort(uint16_t code, std::string_view why);
   void exchangeClosed(CloseReason why);
+  // Anchor::ShutdownListener: the server is going away (1001).
+  void onShutdown() override;
   // Frees the wslay context once over and no wslay call is under way.
   void releaseContext();
   void guarded(const char* what, const std::function<void()>& fn);

@@ -120,6 +120,8 @@ void Worker::beginShutdown() {
   spdlog::debug("worker {}: shutting down, draining {} connection(s)", index_, connection_count_);
   for (Connection* c = connections_; c != nullptr; c = c->next_)
     c->drain();
+  // Open WebSockets (which a drain does not end) start their close: 1001.
+  service_->anchor()->notifyShutdown();
   drain_timer_->arm(config().drain_timeout);
   maybeFinishShutdown();
 }

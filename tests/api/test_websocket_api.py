@@ -119,5 +119,34 @@ class FloodH2(FloodTests, wslib.WsCase):
     transport = "h2"
 
 
+class Shutdown(unittest.TestCase):
+    """A graceful shutdown starts the close of every open WebSocket (1001);
+    once the peers answered, the server exits at once (not at the drain
+    timeout), 0."""
+
+    def test_open_websockets_get_1001_and_the_server_exits(self):
+        server = harness.Server("--drain-timeout", "30").start()
+        server.file_mounts = 2
+        clients = []
+        try:
+            clients = [wslib.connect(server, "/ws/echo", t) for t in ("h1", "h2")]
+            for c in clients:
+                c.send_text("before")
+                self.assertEqual(c.recv_message(10), ("text", "before"))
+            server.signal(harness.signal.SIGTERM)
+            for c in clients:
+                self.assertEqual(c.recv_close(10), (1001, "server shutting down"))
+                c.close(1001)
+            for c in clients:
+                c.wait_end(10)
+                c.finish()  # our side ends too (h2: END_STREAM; h1: FIN)
+            # Well before the close timeout (5 s) and the drain timeout.
+            self.assertEqual(server.wait(4), 0, server.log_text()[-2000:])
+        finally:
+            for c in clients:
+                c.dispose()
+            server.kill()
+
+
 if __name__ == "__main__":
     harness.main()
