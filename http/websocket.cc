@@ -279,7 +279,7 @@ bool WebSocketSession::open() {
   anchor_->addShutdownListener(this);
   timer_ = anchor_->loop().timer([this] { timerFired(); });
   last_input_ = anchor_->loop().now();
-  timer_->arm(config_->options.ping_interval);
+  if (config_->options.ping_interval.count() > 0) timer_->arm(config_->options.ping_interval);
   return true;
 }
 
@@ -594,6 +594,7 @@ void WebSocketSession::timerFired() {
     abort(close_code_ != 0 ? close_code_ : uint16_t{1006}, "close handshake timed out");
     return;
   }
+  if (o.ping_interval.count() <= 0) return;  // no keepalive
   const ev::Duration quiet = anchor_->loop().now() - last_input_;
   if (awaiting_pong_) {
     spdlog::info("WebSocket {}: no answer to a ping within {} ms: dropped", path_,

@@ -104,8 +104,8 @@ struct WebSocketHandlers {
   std::function<void(WebSocket&, WebSocket::Type, std::string_view)> on_message = nullptr;
   // Told once. `code`: the peer's close code (1005 when it gave none), 1006
   // when the connection or stream ended without a close handshake, 1009 for
-  // a message over max_message, 1002/1007 for a peer's protocol error, 1011
-  // for a keepalive that went unanswered.
+  // a message over max_message, 1002/1007 for a peer's protocol error, 1006
+  // when a keepalive ping went unanswered (reason "keepalive timeout").
   std::function<void(WebSocket&, uint16_t code, std::string_view reason)> on_close = nullptr;
 };
 
@@ -114,7 +114,7 @@ struct WebSocketOptions {
   size_t max_message = 1024 * 1024;
   // Bytes of messages accepted by send() and not yet taken by the connection.
   size_t send_bound = 64 * 1024;
-  // No input for this long: a ping goes out ...
+  // No input for this long: a ping goes out (zero: no keepalive) ...
   std::chrono::milliseconds ping_interval{30'000};
   // ... and with still none this long after it, the WebSocket is dropped.
   std::chrono::milliseconds pong_timeout{10'000};
