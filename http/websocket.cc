@@ -260,7 +260,7 @@ bool WebSocketSession::open() {
       &WebSocketSession::recvCallback,
       &WebSocketSession::sendCallback,
       &WebSocketSession::genmaskCallback,
-      nullptr,
+      &WebSocketSession::frameStartCallback,
       nullptr,
       nullptr,
       &WebSocketSession::msgCallback,
@@ -293,37 +293,43 @@ void WebSocketSession::opened() {
 
 void WebSocketSession::received(std::string_view chunk) {
   if (over_) return;
-  const auto self = shared_from_this();
   last_input_ = anchor_->loop().now();
   awaiting_pong_ = false;
-  in_ = chunk;
-  ++in_wslay_call_;
-  const int rv = wslay_event_recv(ctx_);
-  --in_wslay_call_;
-  in_ = {};
-  if (over_) {
-    releaseContext();
-    return;
+  if (in_offset_ == in_.size()) {
+    in_.clear();
+    in_offset_ = 0;
   }
-  if (rv != 0) {
-    spdlog::warn("WebSocket {}: receive failed ({}): dropped", path_, rv);
-    abort(1006, "receive failed");
-    return;
-  }
+  in_.append(chunk);
   flush();
 }
 
 ssize_t WebSocketSession::recvCallback(wslay_event_context_ptr ctx, uint8_t* buf, size_t len,
                                        int /*flags*/, void* user) {
   auto* self = static_cast<WebSocketSession*>(user);
-  if (self->in_.empty()) {
+  // Nothing more is read while something waits to be sent (the answers of
+  // the messages just read, a pong): flush() sends it, then reads on. So a
+  // peer is read only as fast as its answers leave, and an application that
+  // answers each message with one never meets the send bound.
+  if (self->in_offset_ == self->in_.size() || wslay_event_want_write(ctx)) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
-  const size_t n = std::min(len, self->in_.size());
-  std::memcpy(buf, self->in_.data(), n);
-  self->in_.remove_prefix(n);
+  const size_t n = std::min(len, self->in_.size() - self->in_offset_);
+  std::memcpy(buf, self->in_.data() + self->in_offset_, n);
+  self->in_offset_ += n;
   return static_cast<ssize_t>(n);
+}
+
+void WebSocketSession::frameStartCallback(wslay_event_context_ptr ctx,
+                                          const wslay_event_on_frame_recv_start_arg* arg,
+                                          void* user) {
+  // RFC 6455 §5.5.1: a close body is empty or at least the 2-byte code.
+  // wslay would read a 1-byte one as "no code"; the 1002 goes first.
+  if (arg->opcode == kClose && arg->payload_length == 1) {
+    auto* self = static_cast<WebSocketSession*>(user);
+    self->protocol_error_ = true;
+    (void)wslay_event_queue_close(ctx, 1002, nullptr, 0);
+  }
 }
 
 void WebSocketSession::msgCallback(wslay_event_context_ptr /*ctx*/,
@@ -337,12 +343,7 @@ void WebSocketSession::message(const wslay_event_on_msg_recv_arg& arg) {
   switch (arg.opcode) {
     case kText:
     case kBinary: {
-      if (arg.opcode == kText && !validUtf8(data)) {
-        spdlog::info("WebSocket {}: text message not UTF-8: 1007", path_);
-        (void)wslay_event_queue_close(ctx_, 1007, nullptr, 0);
-        wslay_event_shutdown_read(ctx_);
-        return;
-      }
+      // wslay has checked a text message's UTF-8 (else 1007).
       anchor_->counters.ws_messages_in.fetch_add(1, std::memory_order_relaxed);
       if (!config_->handlers.on_message) return;
       WebSocket ws(shared_from_this());
@@ -352,6 +353,11 @@ void WebSocketSession::message(const wslay_event_on_msg_recv_arg& arg) {
       return;
     }
     case kClose:
+      if (protocol_error_) {
+        close_code_ = 1002;
+        close_reason_ = "invalid close frame";
+        return;
+      }
       close_code_ = arg.status_code != 0 ? arg.status_code : uint16_t{1005};
       close_reason_.assign(data.size() > 2 ? data.substr(2) : std::string_view());
       return;
@@ -361,16 +367,10 @@ void WebSocketSession::message(const wslay_event_on_msg_recv_arg& arg) {
 }
 
 void WebSocketSession::peerEnded() {
-  // HTTP/2: END_STREAM without a close frame (the peer's half of the tunnel
-  // ended). Nothing more can come: our side ends too.
+  // HTTP/2: END_STREAM (the peer's half of the tunnel ended). What came
+  // before it is read first (flush()); then our side ends too.
   if (over_) return;
-  const auto self = shared_from_this();
-  if (!wslay_event_get_close_received(ctx_)) {
-    close_code_ = 1006;
-    close_reason_ = "stream ended without a close frame";
-  }
-  wslay_event_shutdown_read(ctx_);
-  if (!wslay_event_get_close_sent(ctx_)) (void)wslay_event_queue_close(ctx_, 0, nullptr, 0);
+  peer_ended_ = true;
   flush();
 }
 
@@ -514,30 +514,90 @@ bool WebSocketSession::sendQueued() {
 
 void WebSocketSession::flush() {
   // Not from inside wslay (a message callback that sends): the outer call
-  // flushes when wslay returns.
+  // goes on when wslay returns. Not twice at once either (an onWritable
+  // callback that sends): the running one goes round again.
   if (over_ || in_wslay_call_ > 0) return;
+  if (flushing_) {
+    flush_again_ = true;
+    return;
+  }
   const auto self = shared_from_this();
-  if (!sendQueued()) return;
-  if (close_pending_ && wslay_event_want_write(ctx_) == 0) {
-    close_pending_ = false;
-    const std::string_view r = pending_close_reason_;
-    if (wslay_event_queue_close(ctx_, pending_close_code_,
-                                reinterpret_cast<const uint8_t*>(r.data()), r.size()) == 0 &&
-        !sendQueued()) {
+  flushing_ = true;
+  do {
+    flush_again_ = false;
+    flushOnce();
+  } while (flush_again_ && !over_);
+  flushing_ = false;
+}
+
+void WebSocketSession::flushOnce() {
+  bool backed_up = false;
+  for (;;) {
+    if (!sendQueued()) return;
+    if (close_pending_ && wslay_event_want_write(ctx_) == 0) {
+      close_pending_ = false;
+      const std::string_view r = pending_close_reason_;
+      if (wslay_event_queue_close(ctx_, pending_close_code_,
+                                  reinterpret_cast<const uint8_t*>(r.data()), r.size()) == 0 &&
+          !sendQueued()) {
+        return;
+      }
+    }
+    backed_up = wslay_event_want_write(ctx_) != 0;
+    if (!backed_up && in_wslay_ > 0) {
+      // Everything the application queued is on the stream now.
+      unreserve(in_wslay_);
+      in_wslay_ = 0;
+    }
+    if (backed_up || in_offset_ == in_.size() || !wslay_event_want_read(ctx_)) break;
+    // Read on: messages, their answers (sent at the top of the loop).
+    const size_t before = in_offset_;
+    ++in_wslay_call_;
+    const int rv = wslay_event_recv(ctx_);
+    --in_wslay_call_;
+    if (over_) {
+      releaseContext();
       return;
     }
+    if (rv == WSLAY_ERR_CALLBACK_FAILURE) {
+      // Our callback never fails: a frame wslay cannot parse (a fragmented
+      // or oversized control frame, a bad length). wslay queued a close
+      // without a code and reads no more.
+      spdlog::info("WebSocket {}: invalid frame: closing", path_);
+      if (close_code_ == 0) {
+        close_code_ = 1002;
+        close_reason_ = "invalid frame";
+      }
+    } else if (rv != 0) {
+      spdlog::warn("WebSocket {}: receive failed ({}): dropped", path_, rv);
+      abort(1006, "receive failed");
+      return;
+    }
+    if (in_offset_ == before && wslay_event_want_write(ctx_) == 0) break;
   }
-  const bool backed_up = wslay_event_want_write(ctx_) != 0;
-  if (!backed_up && in_wslay_ > 0) {
-    // Everything the application queued is on the stream now.
-    unreserve(in_wslay_);
-    in_wslay_ = 0;
+  if (!wslay_event_want_read(ctx_)) {
+    // Nothing more will be read (a close came, or a protocol error).
+    in_.clear();
+    in_offset_ = 0;
   }
-  // While output is backed up nothing more is read: a peer that sends (or
-  // pings) without reading is held back by flow control, not buffered.
-  if (backed_up != input_paused_) {
-    input_paused_ = backed_up;
-    (void)(backed_up ? res_.pauseBody() : res_.resumeBody());
+  if (peer_ended_ && in_offset_ == in_.size() && !peer_end_seen_) {
+    peer_end_seen_ = true;
+    if (!wslay_event_get_close_received(ctx_) && close_code_ == 0) {
+      close_code_ = 1006;
+      close_reason_ = "stream ended without a close frame";
+    }
+    wslay_event_shutdown_read(ctx_);
+    if (!wslay_event_get_close_sent(ctx_) && !close_pending_) {
+      (void)wslay_event_queue_close(ctx_, 0, nullptr, 0);
+    }
+    flush_again_ = true;  // that close goes out on the next round
+  }
+  // While input waits (our output is backed up) no more is taken: a peer
+  // that sends (or pings) without reading is held back by flow control.
+  const bool hold = backed_up || in_offset_ < in_.size();
+  if (hold != input_paused_) {
+    input_paused_ = hold;
+    (void)(hold ? res_.pauseBody() : res_.resumeBody());
     if (over_) return;
   }
   maybeWritable();

@@ -77,6 +77,7 @@ class WebSocketSession final : public std::enable_shared_from_this<WebSocketSess
   // where the output stands: reading paused or not, the writer told, the
   // stream ended after the close handshake.
   void flush();
+  void flushOnce();
   // wslay_event_send(); false when the WebSocket ended under it.
   bool sendQueued();
   void maybeWritable();
@@ -100,6 +101,8 @@ class WebSocketSession final : public std::enable_shared_from_this<WebSocketSess
   static ssize_t sendCallback(wslay_event_context_ptr ctx, const uint8_t* data, size_t len,
                               int flags, void* user);
   static int genmaskCallback(wslay_event_context_ptr ctx, uint8_t* buf, size_t len, void* user);
+  static void frameStartCallback(wslay_event_context_ptr ctx,
+                                 const wslay_event_on_frame_recv_start_arg* arg, void* user);
   static void msgCallback(wslay_event_context_ptr ctx, const wslay_event_on_msg_recv_arg* arg,
                           void* user);
 
@@ -114,7 +117,8 @@ class WebSocketSession final : public std::enable_shared_from_this<WebSocketSess
   // Loop thread.
   wslay_event_context_ptr ctx_ = nullptr;
   int in_wslay_call_ = 0;  // depth of wslay_event_recv/send under way
-  std::string_view in_;    // input being fed to wslay_event_recv
+  std::string in_;         // input not yet taken by wslay, from in_offset_ on
+  size_t in_offset_ = 0;
   std::unique_ptr<ev::Timer> timer_;
   ev::Clock::time_point last_input_{};
   bool awaiting_pong_ = false;
@@ -124,7 +128,12 @@ class WebSocketSession final : public std::enable_shared_from_this<WebSocketSess
   std::string pending_close_reason_;
   bool ended_ = false;  // the stream's end was queued
   bool input_paused_ = false;
-  bool counted_ = false;  // in ws_open
+  bool flushing_ = false;
+  bool flush_again_ = false;
+  bool peer_ended_ = false;      // HTTP/2 END_STREAM arrived
+  bool peer_end_seen_ = false;   // ... and was acted on, after the input before it
+  bool protocol_error_ = false;  // an invalid close frame (1002 queued)
+  bool counted_ = false;         // in ws_open
   bool over_ = false;
   uint16_t close_code_ = 0;
   std::string close_reason_;

@@ -338,6 +338,8 @@ class Server:
             "h2loop_streams_active": 1,
             "h2loop_pool_in_use": 1,
             "h2loop_output_buffered_bytes": 0,
+            "h2loop_websockets_open": 0,
+            "h2loop_websocket_queued_bytes": 0,
         }
         diff = {k: m.get(k) for k, v in want.items() if m.get(k) != v}
         if self.fds_baseline is not None:
