@@ -12,7 +12,8 @@ PACKAGES=(
   cmake ninja-build pkg-config g++ git
   libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev libwslay-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  openssl curl wget nghttp2-client python3-h2 iproute2 procps clang-format
+  openssl curl wget nghttp2-client python3-h2 python3-wsproto python3-websockets chromium
+  iproute2 procps clang-format
 )
 
 deps() {
