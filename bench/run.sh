@@ -6,13 +6,15 @@
 # example (a fixed "hello, world" answer on the public API) against nginx's
 # `return 200` and an h2o mruby handler; plus HTTP/1.1 keep-alive (h2load
 # --h1, no pipelining) on the same listeners: ALPN http/1.1 over TLS, the
-# cleartext port otherwise (nginx 1.22: a plain listener of its own). See
-# bench/README.md.
+# cleartext port otherwise (nginx 1.22: a plain listener of its own); plus,
+# when asked for, WebSocket echo (bench/ws_echo_client against
+# `h2loop --websocket-echo /ws`, h2loop only). See bench/README.md.
 #
 #   bench/run.sh [--rounds N] [--scale F] [--servers "h2loop-epoll nginx ..."]
 #                [--workloads "tls-1k h2c-1k ..."] [--idle-conns N]
 #                [--no-memory] [--no-callgrind] [--no-install] [--no-build]
-#                [--binary PATH] [--hello-binary PATH] [--work DIR]
+#                [--binary PATH] [--hello-binary PATH] [--ws-client PATH]
+#                [--work DIR]
 #
 # Everything lives under the work dir (default /tmp/h2loop-bench); results:
 # WORK/results.tsv (raw rows) and WORK/table.md (medians and ratios).
@@ -28,7 +30,8 @@ SCALE=1
 SERVERS="h2loop-epoll h2loop-libevent nginx h2o nghttpd"
 WORKLOADS="tls-1k h2c-1k tls-100k tls-10m tls-churn h2c-churn tls-lat tls-h1-1k h1c-1k"
 # also: hello-epoll hello-libevent (servers), tls-hello h2c-hello and their
-# HTTP/1.1 twins tls-h1-hello h1c-hello (workloads)
+# HTTP/1.1 twins tls-h1-hello h1c-hello (workloads); ws-echo tls-ws-echo
+# (workloads: WebSocket echo, h2loop-* only)
 IDLE_CONNS=2000
 DO_MEMORY=1
 DO_CALLGRIND=1
@@ -36,6 +39,7 @@ DO_INSTALL=1
 DO_BUILD=1
 BINARY=""
 HELLO_BINARY=""
+WS_CLIENT=""
 WORK=/tmp/h2loop-bench
 CIPHER=TLS_AES_128_GCM_SHA256
 SERVER_CPU=1
@@ -43,7 +47,7 @@ CLIENT_CPU=0
 CHURN_BATCH=250     # connections per h2load run in the churn workloads
 H2LOAD_TIMEOUT=120  # seconds; every h2load run is also bounded in count (-n)
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0; shift ;;
     --binary) BINARY=$2; shift 2 ;;
     --hello-binary) HELLO_BINARY=$2; shift 2 ;;
+    --ws-client) WS_CLIENT=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
@@ -108,10 +113,20 @@ is_hello_workload() { case "$1" in *-hello) return 0 ;; *) return 1 ;; esac; }
 # (its `listen ... http2` without ssl is prior-knowledge h2 only).
 serves_h1() { case "$1" in h2loop-*|hello-*|nginx|h2o) return 0 ;; *) return 1 ;; esac; }
 is_h1_workload() { case "$1" in tls-h1-*|h1c-*) return 0 ;; *) return 1 ;; esac; }
+# WebSocket echo (RFC 6455 over HTTP/1.1): h2loop's --websocket-echo endpoint.
+# No anchor here has a WebSocket echo (nginx, h2o 2.2 and nghttpd have none).
+is_ws_workload() { case "$1" in ws-echo|tls-ws-echo) return 0 ;; *) return 1 ;; esac; }
+serves_ws() { case "$1" in h2loop-*) return 0 ;; *) return 1 ;; esac; }
+any_ws_workload() {
+  local w
+  for w in $WORKLOADS; do if is_ws_workload "$w"; then return 0; fi; done
+  return 1
+}
 # the server process (instance) a mode is answered by: tls, or the cleartext one
 inst_of() { if [ "$1" = tls ]; then echo tls; else echo h2c; fi; }
 # serves WORKLOAD SERVER: does SERVER answer WORKLOAD?
 serves() {
+  if is_ws_workload "$1"; then serves_ws "$2"; return; fi
   if is_h1_workload "$1"; then serves_h1 "$2" || return 1; fi
   if is_hello_workload "$1"; then serves_hello "$2"; else serves_files "$2"; fi
 }
@@ -130,12 +145,15 @@ build() {
   HELLO=${HELLO_BINARY:-$REPO/build/release/examples/hello}
   uses_server h2loop && [ -z "$BINARY" ] && targets+=(h2loop)
   uses_server hello && [ -z "$HELLO_BINARY" ] && targets+=(hello)
+  WS_ECHO_CLIENT=${WS_CLIENT:-$REPO/build/release/bench/ws_echo_client}
+  any_ws_workload && [ -z "$WS_CLIENT" ] && targets+=(ws_echo_client)
   if [ "$DO_BUILD" = 1 ] && [ ${#targets[@]} -gt 0 ]; then
     log "building ${targets[*]} (cmake preset release)"
     (cd "$REPO" && cmake --preset release >/dev/null && cmake --build --preset release --target "${targets[@]}")
   fi
   if uses_server h2loop; then [ -x "$H2LOOP" ] || die "no binary at $H2LOOP"; fi
   if uses_server hello; then [ -x "$HELLO" ] || die "no hello binary at $HELLO"; fi
+  if any_ws_workload; then [ -x "$WS_ECHO_CLIENT" ] || die "no WebSocket client at $WS_ECHO_CLIENT"; fi
   return 0
 }
 
@@ -295,6 +313,9 @@ server_cmd() {
       printf '%s\n' "$H2LOOP" --listen "127.0.0.1:$port" --root "$WORK/www" \
         --event-loop "${s#h2loop-}" --workers 1 --max-connections 20000 \
         --max-concurrent-streams 100 --idle-timeout 600 --log-level warn
+      # the WebSocket echo endpoint, only when a ws workload is selected (it
+      # also makes HTTP/2 advertise SETTINGS_ENABLE_CONNECT_PROTOCOL)
+      any_ws_workload && printf '%s\n' --websocket-echo /ws
       [ "$mode" = tls ] && printf '%s\n' --cert "$WORK/conf/cert.pem" --key "$WORK/conf/key.pem" \
         --tls13-ciphers "$CIPHER"
       ;;
@@ -426,12 +447,68 @@ workload_spec() {
     h1c-1k) echo "h1c /index.html $(scaled 100000) --h1 -c 32 -m 1" ;;
     tls-h1-hello) echo "tls HELLO $(scaled 100000) --h1 -c 32 -m 1" ;;
     h1c-hello) echo "h1c HELLO $(scaled 100000) --h1 -c 32 -m 1" ;;
+    # WebSocket echo over HTTP/1.1 (bench/ws_echo_client): 32 connections,
+    # each with 16 messages of 1 KiB in flight; N echoes in all. Cleartext on
+    # the h2c instance's port, or TLS (ALPN http/1.1).
+    ws-echo) echo "h1c /ws $(scaled 500000) -c 32 -w 16 -s 1024" ;;
+    tls-ws-echo) echo "tls /ws $(scaled 500000) -c 32 -w 16 -s 1024" ;;
     *) die "unknown workload $1" ;;
   esac
 }
 
+ws_url() {  # SERVER MODE PATH
+  local scheme=ws
+  [ "$2" = tls ] && scheme=wss
+  echo "$scheme://127.0.0.1:$(port_of "$1" "$2")$3"
+}
+
+ws_run() {  # OUT ws_echo_client-args...
+  local out=$1; shift
+  timeout "$H2LOAD_TIMEOUT" taskset -c "$CLIENT_CPU" "$WS_ECHO_CLIENT" "$@" >"$out" 2>&1 ||
+    echo "ws_echo_client exit $?" >>"$out"
+}
+
+# A ws workload: messages/s, payload MiB/s (each way), server CPU per echoed
+# message (one message in, the same out) in ns, server busy %.
+run_ws_workload() {  # WORKLOAD SERVER ROUND
+  local w=$1 s=$2 r=$3
+  local mode path n args
+  read -r mode path n args <<<"$(workload_spec "$w")"
+  local pid=${SERVER_PID[$s-$(inst_of "$mode")]}
+  local out=$WORK/out/$w-$s-$r.txt
+  local c0 c1 t0 t1
+  c0=$($PY "$LIB" cpu "$pid")
+  t0=$(date +%s%N)
+  # shellcheck disable=SC2086
+  ws_run "$out" --url "$(ws_url "$s" "$mode" "$path")" -n "$n" $args
+  t1=$(date +%s%N)
+  c1=$($PY "$LIB" cpu "$pid")
+  local msgs=0 msgps="" mibps="" lost=0 errors=1 kv
+  local -a kvs=()
+  read -r -a kvs <<<"$(sed -n 's/^result //p' "$out")"
+  for kv in "${kvs[@]}"; do
+    case "$kv" in
+      messages=*) msgs=${kv#*=} ;; msgps=*) msgps=${kv#*=} ;; mibps=*) mibps=${kv#*=} ;;
+      lost=*) lost=${kv#*=} ;; errors=*) errors=${kv#*=} ;;
+    esac
+  done
+  if [ "$msgs" -ne "$n" ] || [ "$lost" -ne 0 ] || [ "$errors" -ne 0 ]; then
+    log "WARNING: $w $s round $r: $msgs of $n echoed ($lost lost, $errors errors), see $out"
+  fi
+  local ns_per util
+  ns_per=$(awk -v c=$((c1 - c0)) -v n="$msgs" 'BEGIN { if (n > 0) printf "%.0f", c / n; else print "nan" }')
+  util=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", 100 * c / t }')
+  emit "$w" "throughput" "msg/s" "$s" "$r" "$msgps"
+  emit "$w" "payload each way" "MiB/s" "$s" "$r" "$mibps"
+  emit "$w" "server CPU" "ns/msg" "$s" "$r" "$ns_per"
+  emit "$w" "server CPU busy" "%" "$s" "$r" "$util"
+  printf '   %-12s %-16s r%s  %8s msg/s  cpu %7s ns/msg  busy %5s%%  %s MiB/s\n' \
+    "$w" "$s" "$r" "${msgps%.*}" "$ns_per" "$util" "${mibps%.*}" >&2
+}
+
 run_workload() {  # WORKLOAD SERVER ROUND
   local w=$1 s=$2 r=$3
+  if is_ws_workload "$w"; then run_ws_workload "$w" "$s" "$r"; return; fi
   local mode path n args
   read -r mode path n args <<<"$(workload_spec "$w")"
   args=${args//-c=N/-c $n}
@@ -547,6 +624,15 @@ phase_load() {
         grep -q "2000 succeeded" "$WORK/out/warmup-h1-$s-$hmode.txt" ||
           { cat "$WORK/out/warmup-h1-$s-$hmode.txt" >&2; die "$s ($hmode) HTTP/1.1 warm-up failed"; }
       fi
+      # and its WebSocket echo, when a ws workload is selected
+      if any_ws_workload && serves_ws "$s"; then
+        local wmode=$mode
+        [ "$mode" = h2c ] && wmode=h1c
+        ws_run "$WORK/out/warmup-ws-$s-$wmode.txt" --url "$(ws_url "$s" "$wmode" /ws)" \
+          -n 20000 -c 4 -w 8 -s 1024
+        grep -q "^result messages=20000 .* lost=0 errors=0" "$WORK/out/warmup-ws-$s-$wmode.txt" ||
+          { cat "$WORK/out/warmup-ws-$s-$wmode.txt" >&2; die "$s ($wmode) WebSocket warm-up failed"; }
+      fi
     done
   done
   local r i k s2
@@ -644,10 +730,12 @@ phase_callgrind() {
   n1=$(((n + 3) / 4))
   local w kinds="" kind job
   for w in $WORKLOADS; do
+    is_ws_workload "$w" && continue  # not measured under callgrind
     if is_hello_workload "$w"; then kind=hello; else kind=1k; fi
     if is_h1_workload "$w"; then kind=h1-$kind; fi
     case " $kinds " in *" $kind "*) ;; *) kinds="$kinds $kind" ;; esac
   done
+  [ -n "$kinds" ] || return 0
   local -a jobs=()  # "KIND SERVER"
   for kind in $kinds; do
     for s in $SERVERS; do
