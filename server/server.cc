@@ -44,7 +44,9 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
     Router r;
     if (!config_.metrics_path.empty()) r.metrics(config_.metrics_path);
     if (!config_.websocket_echo.empty()) {
-      // Every message comes back as it came (text or binary).
+      // Every message comes back as it came (text or binary). One answer
+      // per message: the WebSocket reads on only once the previous answers
+      // left, so send() is never refused here.
       r.websocket(config_.websocket_echo,
                   {.on_message = [](WebSocket& ws, WebSocket::Type type,
                                     std::string_view data) { (void)ws.send(type, data); }},

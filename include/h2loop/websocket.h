@@ -22,9 +22,12 @@
 // nothing; onWritable() then fires once they drained. Under the connection
 // sits the stream's own bound (ServerOptions::stream_write_bound), so a
 // sender faster than its peer holds at most about those two bounds in the
-// server, whatever it does. While output is backed up the WebSocket stops
-// reading, so a peer that sends (or pings) without reading is pushed back by
-// TCP or HTTP/2 flow control rather than buffered.
+// server, whatever it does. A peer is read only as fast as what was sent
+// leaves: on_message is not called while messages sent earlier still wait
+// for the connection, so an application that answers each message with one
+// (an echo, a request/response protocol) never meets the send bound, and a
+// peer that sends (or pings) without reading is pushed back by TCP or HTTP/2
+// flow control rather than buffered.
 
 #include <chrono>
 #include <cstddef>
