@@ -239,7 +239,6 @@ WebSocketSession::WebSocketSession(std::shared_ptr<const Config> config, Respons
     : config_(std::move(config)),
       anchor_(res.ex_->anchor()),
       res_(std::move(res)),
-      ex_(res_.ex_.get()),
       over_h2_(over_h2),
       path_(res_.request().path()) {}
 

@@ -109,7 +109,6 @@ class WebSocketSession final : public std::enable_shared_from_this<WebSocketSess
   std::shared_ptr<const Config> config_;
   std::shared_ptr<Anchor> anchor_;  // the worker's door: outlives the exchange
   Response res_;                    // empty once over
-  Exchange* ex_;                    // res_'s exchange, while open
   const bool over_h2_;
   std::string path_;  // for log lines
   std::string subprotocol_;
