@@ -1,9 +1,14 @@
 // h2loop: an HTTPS / HTTP/2 static file server. See README.md for every flag.
 
+#include <event2/event.h>
+#include <http_parser.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +22,14 @@
 namespace {
 
 using h2loop::server::ServerConfig;
+
+// --version: ours, and those of the libraries as loaded now (not as built).
+std::string versions() {
+  const unsigned long hp = http_parser_version();
+  return fmt::format("h2loop {}\nnghttp2 {}\n{}\nlibevent {}\nhttp_parser {}.{}.{}", H2LOOP_VERSION,
+                     nghttp2_version(0)->version_str, OpenSSL_version(OPENSSL_VERSION),
+                     event_get_version(), (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
+}
 
 std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
@@ -42,6 +55,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"h2loop: an HTTPS / HTTP/2 static file server with a pluggable event loop"};
   app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", versions,
+                       "print the versions of h2loop and of the libraries it runs with");
   app.add_option("--listen", listen, "HOST:PORT to listen on (repeatable; [::1]:8443 for IPv6)")
       ->default_str("127.0.0.1:8443");
   app.add_option("--root", root, "document root to serve")

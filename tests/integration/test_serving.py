@@ -254,5 +254,23 @@ class Lifecycle(unittest.TestCase):
                 self.assertTrue(first, args)
 
 
+class CommandLine(unittest.TestCase):
+    def test_version_names_the_libraries_it_runs_with(self):
+        # No --root needed; the figures are the loaded libraries', so they
+        # agree with what Debian's own tools on the same libraries say.
+        r = subprocess.run([harness.BIN, "--version"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
+        self.assertRegex(lines["h2loop"], r"^\d+\.\d+\.\d+$")
+        nghttp = subprocess.run(["nghttp", "--version"], capture_output=True, text=True,
+                                timeout=20).stdout
+        self.assertIn("nghttp2/" + lines["nghttp2"], nghttp)
+        openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True,
+                                 timeout=20).stdout.split()
+        self.assertEqual(lines["OpenSSL"].split()[0], openssl[1])
+        self.assertRegex(lines["libevent"], r"^2\.\d+\.\d+")
+        self.assertRegex(lines["http_parser"], r"^2\.\d+\.\d+$")
+
+
 if __name__ == "__main__":
     harness.main()
