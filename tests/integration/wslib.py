@@ -165,24 +165,6 @@ def new_key():
     return base64.b64encode(os.urandom(16)).decode()
 
 
-_TLS_CONTEXTS = {}
-
-
-def tls_context(alpn):
-    """A client TLS context offering `alpn`, no verification, made once (the
-    default context loads the trust store each time: a quarter second)."""
-    alpn = tuple(alpn or ())
-    ctx = _TLS_CONTEXTS.get(alpn)
-    if ctx is None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
-        _TLS_CONTEXTS[alpn] = ctx
-    return ctx
-
-
 def open_socket(server, alpn, timeout=10, rcvbuf=None, sndbuf=None):
     """A TCP connection to the server (buffers sized before connecting),
     wrapped in TLS offering `alpn` when the server runs TLS. Returns
@@ -198,7 +180,7 @@ def open_socket(server, alpn, timeout=10, rcvbuf=None, sndbuf=None):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         port = s.getsockname()[1]
         if server.tls:
-            s = tls_context(alpn).wrap_socket(s, server_hostname="localhost",
+            s = harness.tls_context(alpn).wrap_socket(s, server_hostname="localhost",
                                               do_handshake_on_connect=False)
             s.do_handshake()
             assert s.selected_alpn_protocol() == alpn[0], s.selected_alpn_protocol()

@@ -71,26 +71,6 @@ def request(path="/index.html", method="GET", version="HTTP/1.1", extra=()):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-_TLS_CONTEXTS = {}
-
-
-def tls_context(alpn):
-    """A client TLS context offering `alpn` (no verification, like
-    harness.tls_wrap's), made once: ssl.create_default_context() loads the
-    system trust store each time, a quarter of a second, which would make a
-    churn of a thousand connections measure Python, not the server."""
-    alpn = tuple(alpn or ())
-    ctx = _TLS_CONTEXTS.get(alpn)
-    if ctx is None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
-        _TLS_CONTEXTS[alpn] = ctx
-    return ctx
-
-
 class H1Conn:
     """A hand-driven HTTP/1.1 client on the server's transport (over TLS with
     ALPN http/1.1, or none when alpn=()). Writes whatever bytes a test
@@ -110,7 +90,7 @@ class H1Conn:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.port = s.getsockname()[1]  # our end's port, to find it in the TCP tables
             if server.tls:
-                s = tls_context(alpn).wrap_socket(s, server_hostname="localhost",
+                s = harness.tls_context(alpn).wrap_socket(s, server_hostname="localhost",
                                                   do_handshake_on_connect=False)
                 s.do_handshake()
                 want = alpn[0] if alpn else None
