@@ -663,6 +663,15 @@ bool Session::produceBody(h2::OutputBuffer& out) {
           const size_t n = std::min(want, tail.size());
           const std::string_view memory = s.file_->memory();
           ssize_t got = 0;
+          if (!s.pieces_.empty()) {
+            // A multipart body: readPieces() advances the position itself.
+            if (!s.readPieces(tail.data(), n)) {
+              fail(0, "file read failed mid-response");
+              return false;
+            }
+            out.commit(n);
+            continue;
+          }
           if (!memory.empty()) {
             if (s.file_offset_ > memory.size() || memory.size() - s.file_offset_ < n) {
               got = -1;
@@ -881,13 +890,7 @@ h2::SubmitResult Session::submitResponse(h2::Stream& s, int status,
         s.body_kind_ = h2::ResponseBody::Kind::kBytes;
         break;
       case h2::ResponseBody::Kind::kFile:
-        if (body.length() > 0) {
-          body.fileHandle()->addRef();
-          s.file_ = body.fileHandle();
-          s.file_offset_ = body.offset();
-          s.file_remaining_ = body.length();
-          s.body_kind_ = h2::ResponseBody::Kind::kFile;
-        }
+        if (body.length() > 0) s.setFileBody(body);
         break;
       case h2::ResponseBody::Kind::kStreamed:
         s.body_kind_ = h2::ResponseBody::Kind::kStreamed;

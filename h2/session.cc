@@ -681,12 +681,7 @@ SubmitResult Session::submitResponse(Stream& s, int status, std::span<const Head
         break;
       case ResponseBody::Kind::kFile:
         if (body.length() > 0) {
-          // Dropped in Stream::recycle(), whatever happens next.
-          body.fileHandle()->addRef();
-          s.file_ = body.fileHandle();
-          s.file_offset_ = body.offset();
-          s.file_remaining_ = body.length();
-          s.body_kind_ = ResponseBody::Kind::kFile;
+          s.setFileBody(body);
           provider = &prd;
         }
         break;
@@ -799,6 +794,17 @@ int Session::onSendData(nghttp2_frame* frame, const uint8_t* framehd, size_t len
   p += kFrameHeaderLength;
   if (padlen > 0) *p++ = static_cast<uint8_t>(padlen - 1);
   const std::string_view memory = s.file_->memory();
+  if (!s.pieces_.empty()) {
+    // A multipart body: readPieces() advances the stream's position itself.
+    if (!s.readPieces(p, length)) {
+      ++file_errors_;
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    p += length;
+    if (padlen > 1) std::memset(p, 0, padlen - 1);
+    out_->commit(total);
+    return out_->aboveHigh() ? NGHTTP2_ERR_PAUSE : 0;
+  }
   if (!memory.empty()) {
     if (s.file_offset_ > memory.size() || memory.size() - s.file_offset_ < length) {
       ++file_errors_;  // memory that does not cover the range: as a short read

@@ -1,6 +1,11 @@
 #include "h2/stream.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 
 #include "h2/session.h"
 #include "h2/stream_pool.h"
@@ -97,6 +102,67 @@ void Stream::recycle() {
   body_offset_ = 0;
   file_offset_ = 0;
   file_remaining_ = 0;
+  pieces_.clear();
+  piece_index_ = 0;
+  piece_done_ = 0;
+}
+
+void Stream::setFileBody(const ResponseBody& body) {
+  // Dropped in recycle(), whatever happens next.
+  body.fileHandle()->addRef();
+  file_ = body.fileHandle();
+  file_offset_ = body.offset();
+  file_remaining_ = body.length();
+  body_kind_ = ResponseBody::Kind::kFile;
+  if (!body.pieces().empty()) {
+    pieces_.assign(body.pieces().begin(), body.pieces().end());
+    body_.assign(body.bytesView());
+    body_offset_ = 0;
+    piece_index_ = 0;
+    piece_done_ = 0;
+  }
+}
+
+bool Stream::readPieces(uint8_t* dst, size_t length) {
+  while (length > 0) {
+    if (piece_index_ >= pieces_.size() || file_ == nullptr) return false;
+    const BodyPiece& piece = pieces_[piece_index_];
+    if (piece_done_ < piece.text_length) {
+      const uint64_t left = piece.text_length - piece_done_;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, length));
+      if (body_offset_ + n > body_.size()) return false;
+      std::memcpy(dst, body_.data() + body_offset_, n);
+      body_offset_ += n;
+      piece_done_ += n;
+      dst += n;
+      length -= n;
+      file_remaining_ -= n;
+    } else if (piece_done_ < piece.text_length + piece.file_length) {
+      const uint64_t into = piece_done_ - piece.text_length;
+      const uint64_t offset = piece.file_offset + into;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(piece.file_length - into, length));
+      const std::string_view memory = file_->memory();
+      ssize_t got = 0;
+      if (!memory.empty()) {
+        if (offset > memory.size() || memory.size() - offset < n) return false;
+        std::memcpy(dst, memory.data() + offset, n);
+        got = static_cast<ssize_t>(n);
+      } else {
+        do {
+          got = ::pread(file_->fd(), dst, n, static_cast<off_t>(offset));
+        } while (got < 0 && errno == EINTR);
+        if (got <= 0) return false;
+      }
+      piece_done_ += static_cast<uint64_t>(got);
+      dst += got;
+      length -= static_cast<size_t>(got);
+      file_remaining_ -= static_cast<uint64_t>(got);
+    } else {
+      ++piece_index_;
+      piece_done_ = 0;
+    }
+  }
+  return true;
 }
 
 SubmitResult Stream::submitResponse(int status, std::span<const Header> headers,

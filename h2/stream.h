@@ -38,6 +38,15 @@ struct HeaderField {
   std::string value;
 };
 
+// One piece of a file body made of several (a multipart/byteranges answer):
+// the next `text_length` bytes of the body's text, then `file_length` bytes of
+// the file from `file_offset`. Either length may be 0.
+struct BodyPiece {
+  uint64_t text_length = 0;
+  uint64_t file_offset = 0;
+  uint64_t file_length = 0;
+};
+
 // Result of a write through a Stream / Session.
 enum class SubmitResult {
   kOk,
@@ -73,6 +82,23 @@ class ResponseBody {
     r.length_ = length;
     return r;
   }
+  // A file body made of several pieces: small generated text (copied, like
+  // bytes()) interleaved with ranges of the file (read like file(), never
+  // buffered whole). `text` is the concatenation of every piece's text, in
+  // order; length() is the whole body. Kind is kFile: everything that frames a
+  // file body (content-length, HEAD, references) applies unchanged.
+  static ResponseBody filePieces(FileHandle* file, std::span<const BodyPiece> pieces,
+                                 std::string_view text) {
+    ResponseBody r;
+    r.kind_ = Kind::kFile;
+    r.file_ = file;
+    r.pieces_ = pieces;
+    r.bytes_ = text;
+    r.length_ = text.size();
+    for (const BodyPiece& p : pieces)
+      r.length_ += p.file_length;
+    return r;
+  }
   // Bytes are supplied later with Stream::appendBody()/endBody().
   static ResponseBody streamed() {
     ResponseBody r;
@@ -85,10 +111,13 @@ class ResponseBody {
   [[nodiscard]] FileHandle* fileHandle() const { return file_; }
   [[nodiscard]] uint64_t offset() const { return offset_; }
   [[nodiscard]] uint64_t length() const { return length_; }
+  // Non-empty for filePieces().
+  [[nodiscard]] std::span<const BodyPiece> pieces() const { return pieces_; }
 
  private:
   Kind kind_ = Kind::kNone;
   std::string_view bytes_;
+  std::span<const BodyPiece> pieces_;
   FileHandle* file_ = nullptr;
   uint64_t offset_ = 0;
   uint64_t length_ = 0;
@@ -224,6 +253,13 @@ class Stream {
   void recycle();
   // Drops the FileHandle reference (at close: nothing reads the file any more).
   void dropFile();
+  // A kFile body: takes the file reference and the position, and for a
+  // filePieces() body copies its pieces and text (capacity is reused).
+  void setFileBody(const ResponseBody& body);
+  // Copies exactly `length` bytes of a filePieces() body from its current
+  // position to `dst` (text from body_, file bytes from memory() or pread) and
+  // advances. False on a short read or read error (the file shrank).
+  [[nodiscard]] bool readPieces(uint8_t* dst, size_t length);
   // Its session let go of it: every write is a no-op from now on (kClosed),
   // and the file it sent is released. The owner then tells its handler and
   // drops its reference.
@@ -283,6 +319,11 @@ class Stream {
   FileHandle* file_ = nullptr;  // one reference held while non-null
   uint64_t file_offset_ = 0;
   uint64_t file_remaining_ = 0;
+  // filePieces(): the pieces, the current one and how far into it (text then
+  // file bytes) the body has been sent; body_ holds the text. Empty otherwise.
+  std::vector<BodyPiece> pieces_;
+  size_t piece_index_ = 0;
+  uint64_t piece_done_ = 0;
 };
 
 // RAII reference to a Stream. Copy adds a reference, move transfers it.

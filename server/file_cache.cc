@@ -73,7 +73,7 @@ bool sameFile(const CachedFile& f, const struct stat& st) noexcept {
 // ---- CachedFile -------------------------------------------------------------------------
 
 CachedFile::CachedFile(int fd, const struct stat& st, std::string_view content_type,
-                       std::shared_ptr<detail::LiveCounter> live)
+                       std::shared_ptr<detail::LiveCounter> live, std::string_view encoding)
     : fd_(fd),
       size_(st.st_size),
       mtime_sec_(st.st_mtim.tv_sec),
@@ -81,6 +81,7 @@ CachedFile::CachedFile(int fd, const struct stat& st, std::string_view content_t
       dev_(st.st_dev),
       ino_(st.st_ino),
       content_type_(content_type),
+      encoding_(encoding),
       live_(std::move(live)) {
   ++live_->open_files;
 
@@ -94,6 +95,11 @@ CachedFile::CachedFile(int fd, const struct stat& st, std::string_view content_t
   p = std::to_chars(p, end, static_cast<uint64_t>(size_), 16).ptr;
   *p++ = '-';
   p = std::to_chars(p, end, mtime_ns, 16).ptr;
+  if (encoding == "gzip") {
+    *p++ = '-', *p++ = 'g', *p++ = 'z';
+  } else if (!encoding.empty()) {
+    *p++ = '-', *p++ = 'b', *p++ = 'r';
+  }
   *p++ = '"';
   etag_.assign({buf, static_cast<std::size_t>(p - buf)});
 
@@ -256,6 +262,33 @@ FileCache::Opened FileCache::open(std::string_view rel_path) {
   return o;
 }
 
+namespace {
+constexpr std::string_view kSuffixes[kCodings] = {".gz", ".br"};
+constexpr std::string_view kEncodings[kCodings] = {"gzip", "br"};
+}  // namespace
+
+void FileCache::probeVariants(CachedFile* (&v)[kCodings], std::string_view content_type) {
+  const std::size_t base = path_buf_.size();
+  for (std::size_t i = 0; i < kCodings; ++i) {
+    path_buf_.resize(base);
+    path_buf_ += kSuffixes[i];
+    const int fd = openBeneath();
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (v[i] != nullptr && sameFile(*v[i], st)) {
+        closeFd(fd);
+      } else {
+        if (v[i] != nullptr) v[i]->release();
+        v[i] = new CachedFile(fd, st, content_type, live_, kEncodings[i]);
+      }
+      continue;
+    }
+    closeFd(fd);  // absent, not a regular file, or outside the root: no variant
+    if (v[i] != nullptr) std::exchange(v[i], nullptr)->release();
+  }
+  path_buf_.resize(base);
+}
+
 AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
   AcquireResult r;
   const auto found = index_.find(rel_path);
@@ -276,6 +309,7 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
         return r;
       }
       e.validated_ms = now_ms;
+      if (cfg_.variants) probeVariants(e.variants, o.content_type);
       if (sameFile(*e.file, o.st)) {
         ++stats_.hits;
         closeFd(o.fd);
@@ -289,6 +323,11 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
     e.file->addRef();
     r.status = OpenStatus::kOk;
     r.file = CachedFileRef::adopt(e.file);
+    for (std::size_t i = 0; i < kCodings; ++i) {
+      if (e.variants[i] == nullptr) continue;
+      e.variants[i]->addRef();
+      r.variants[i] = CachedFileRef::adopt(e.variants[i]);
+    }
     return r;
   }
 
@@ -301,6 +340,10 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
   auto* file = new CachedFile(o.fd, o.st, o.content_type, live_);  // the caller's reference
   r.status = OpenStatus::kOk;
   r.file = CachedFileRef::adopt(file);
+  CachedFile* variants[kCodings] = {};  // the caller's references
+  if (cfg_.variants) probeVariants(variants, o.content_type);
+  for (std::size_t i = 0; i < kCodings; ++i)
+    r.variants[i] = CachedFileRef::adopt(variants[i]);
   if (cfg_.max_entries == 0) return r;
 
   while (lru_.size() >= cfg_.max_entries) {
@@ -309,6 +352,10 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
   }
   lru_.push_front(Entry{std::string(rel_path), file, now_ms});
   file->addRef();  // the cache's reference
+  for (std::size_t i = 0; i < kCodings; ++i) {
+    lru_.front().variants[i] = variants[i];
+    if (variants[i] != nullptr) variants[i]->addRef();
+  }
   index_.emplace(lru_.front().key, lru_.begin());
   return r;
 }
@@ -316,16 +363,24 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
 void FileCache::erase(Lru::iterator it) noexcept {
   index_.erase(it->key);  // before the key's storage goes away
   CachedFile* file = it->file;
+  CachedFile* variants[kCodings];
+  std::copy(std::begin(it->variants), std::end(it->variants), variants);
   lru_.erase(it);
   file->release();
+  for (CachedFile* v : variants)
+    if (v != nullptr) v->release();
 }
 
 void FileCache::clear() noexcept {
   index_.clear();
   while (!lru_.empty()) {
     CachedFile* file = lru_.front().file;
+    CachedFile* variants[kCodings];
+    std::copy(std::begin(lru_.front().variants), std::end(lru_.front().variants), variants);
     lru_.pop_front();
     file->release();
+    for (CachedFile* v : variants)
+      if (v != nullptr) v->release();
   }
 }
 

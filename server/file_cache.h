@@ -37,8 +37,13 @@ class InlineString {
   std::size_t len_ = 0;
 };
 
-// `"<hex size>-<hex mtime ns>"`: 2 quotes + 16 + 1 + 16.
-inline constexpr std::size_t kMaxEtagLen = 35;
+// `"<hex size>-<hex mtime ns>"`: 2 quotes + 16 + 1 + 16; a precompressed variant's has
+// its coding appended (`-gz`, `-br`), so that it never equals the plain file's.
+inline constexpr std::size_t kMaxEtagLen = 38;
+
+// Precompressed variants a file may have next to it (`name.gz`, `name.br`).
+enum class Coding : uint8_t { kGzip = 0, kBrotli = 1 };
+inline constexpr std::size_t kCodings = 2;
 
 // How paths are confined to the document root.
 enum class PathResolver {
@@ -65,6 +70,10 @@ struct FileCacheConfig {
   // recently used entries are evicted. 0 disables caching: every acquire() opens.
   std::size_t max_entries = 256;
   PathResolver resolver = PathResolver::kAuto;
+  // Also look for `<file>.gz` and `<file>.br` next to every file opened (same confinement
+  // and regular-file rules), cached with it: found or absent, a cache hit costs no system
+  // call for them. Costs two failed opens per miss or revalidation of a file without.
+  bool variants = false;
 };
 
 // Live counters. entries and open_files return to zero after clear() once every
@@ -123,6 +132,8 @@ class CachedFile final : public h2::FileHandle {
   // index.html is text/html).
   [[nodiscard]] std::string_view contentType() const noexcept { return content_type_; }
   [[nodiscard]] int refCount() const noexcept { return refs_; }
+  // Content-Encoding of a precompressed variant ("gzip", "br"); empty for a plain file.
+  [[nodiscard]] std::string_view contentEncoding() const noexcept { return encoding_; }
   // Files of at most kMaxInlineContent bytes are read once when opened and
   // served from memory (no pread per request); the bytes match size() and
   // etag() of this entry. nullptr when not held in memory.
@@ -134,8 +145,9 @@ class CachedFile final : public h2::FileHandle {
  private:
   friend class FileCache;
   // Takes ownership of `fd`; starts with one reference (the creator's).
+  // `encoding`: static storage; non-empty for a precompressed variant (etag suffixed).
   CachedFile(int fd, const struct stat& st, std::string_view content_type,
-             std::shared_ptr<detail::LiveCounter> live);
+             std::shared_ptr<detail::LiveCounter> live, std::string_view encoding = {});
   ~CachedFile() override;
 
   int fd_;
@@ -146,6 +158,7 @@ class CachedFile final : public h2::FileHandle {
   dev_t dev_;
   ino_t ino_;
   std::string_view content_type_;
+  std::string_view encoding_;
   std::string content_;
   bool has_content_ = false;
   InlineString<kMaxEtagLen> etag_;
@@ -210,6 +223,9 @@ enum class OpenStatus {
 struct AcquireResult {
   OpenStatus status = OpenStatus::kError;
   CachedFileRef file;  // set iff status == kOk
+  // With FileCacheConfig::variants: the file's precompressed variants that exist, by
+  // Coding (content type that of `file`, etag distinct).
+  CachedFileRef variants[kCodings];
 };
 
 // Per-worker cache of open files under one document root, keyed by the normalized
@@ -252,6 +268,7 @@ class FileCache {
     std::string key;   // the index below holds views of this string; never mutated
     CachedFile* file;  // the cache's own reference
     int64_t validated_ms;
+    CachedFile* variants[kCodings] = {};  // the cache's references; nullptr: none
   };
   using Lru = std::list<Entry>;  // front = most recently used
 
@@ -264,6 +281,9 @@ class FileCache {
 
   // Resolves and opens `rel_path`, following a directory to its index.html.
   [[nodiscard]] Opened open(std::string_view rel_path);
+  // After a successful open(): (re)opens the variants of the file it opened (path_buf_)
+  // into `v`, keeping those unchanged, releasing those gone or changed.
+  void probeVariants(CachedFile* (&v)[kCodings], std::string_view content_type);
   // Opens `path_buf_` confined to the root; returns the fd or -errno.
   [[nodiscard]] int openBeneath() const;
   void erase(Lru::iterator it) noexcept;

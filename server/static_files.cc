@@ -1,5 +1,10 @@
 #include "server/static_files.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <limits>
+#include <random>
 #include <utility>
 
 namespace h2loop::server {
@@ -18,6 +23,7 @@ constexpr ErrorText kErrors[] = {
     {403, "403 Forbidden\n"},
     {404, "404 Not Found\n"},
     {405, "405 Method Not Allowed\n"},
+    {416, "416 Range Not Satisfiable\n"},
     {500, "500 Internal Server Error\n"},
     {503, "503 Service Unavailable\n"},
 };
@@ -61,6 +67,47 @@ int hexValue(char c) noexcept {
 
 constexpr bool isOws(char c) noexcept {
   return c == ' ' || c == '\t';
+}
+
+constexpr uint64_t kNoNumber = std::numeric_limits<uint64_t>::max();
+
+bool isDigit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+
+void skipOws(std::string_view& s) noexcept {
+  while (!s.empty() && isOws(s.front()))
+    s.remove_prefix(1);
+}
+
+// Digits at the front of `s` (consumed). kNoNumber if there are none; saturates at
+// kNoNumber - 1 so that a 30-digit number is "huge", never a wrapped small one.
+uint64_t takeNumber(std::string_view& s) noexcept {
+  if (s.empty() || !isDigit(s.front())) return kNoNumber;
+  uint64_t v = 0;
+  constexpr uint64_t kMax = kNoNumber - 1;
+  while (!s.empty() && isDigit(s.front())) {
+    const auto d = static_cast<uint64_t>(s.front() - '0');
+    v = v > (kMax - d) / 10 ? kMax : v * 10 + d;
+    s.remove_prefix(1);
+  }
+  return v;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+void appendNumber(std::string& out, uint64_t v) {
+  char buf[20];
+  const char* end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  out.append(buf, static_cast<std::size_t>(end - buf));
 }
 
 // An entity-tag without its W/ prefix: the quoted opaque-tag, quotes included.
@@ -160,34 +207,260 @@ bool etagMatches(std::string_view if_none_match, std::string_view etag) noexcept
   }
 }
 
-StaticFiles::StaticFiles(const std::filesystem::path& root, FileCacheConfig cfg)
-    : cache_(root, cfg) {}
+RangeResult parseRange(std::string_view value, uint64_t size, std::size_t max_ranges,
+                       std::vector<ByteRange>& out) {
+  out.clear();
+  // RFC 9110 §14.1.1: range-unit "=" range-set; the unit is case-insensitive.
+  if (value.size() < 6 || !equalsIgnoreCase(value.substr(0, 6), "bytes=")) {
+    return RangeResult::kIgnore;
+  }
+  std::string_view s = value.substr(6);
+  std::size_t specs = 0;
+  uint64_t total = 0;
+  bool whole = false;  // a range from 0 on an empty representation (nginx: serve it)
+  bool any = false;
+  while (true) {
+    // range-set = 1#range-spec: empty elements between commas are allowed.
+    skipOws(s);
+    if (s.empty()) break;
+    if (s.front() == ',') {
+      s.remove_prefix(1);
+      continue;
+    }
+    // Counted before anything is kept: `out` never exceeds max_ranges, and the loop
+    // stops at the first spec past the cap however long the field is.
+    if (++specs > max_ranges) return RangeResult::kIgnore;
+    any = true;
+    uint64_t first = 0;
+    uint64_t last = 0;
+    if (s.front() == '-') {  // suffix-range: the last N bytes
+      s.remove_prefix(1);
+      skipOws(s);
+      const uint64_t n = takeNumber(s);
+      if (n == kNoNumber) return RangeResult::kIgnore;
+      if (size == 0) {
+        whole = true;
+      } else if (n == 0) {
+        first = size;  // "-0": unsatisfiable
+      } else {
+        first = size - std::min(n, size);
+        last = size - 1;
+      }
+    } else {
+      first = takeNumber(s);
+      if (first == kNoNumber) return RangeResult::kIgnore;
+      skipOws(s);
+      if (s.empty() || s.front() != '-') return RangeResult::kIgnore;
+      s.remove_prefix(1);
+      skipOws(s);
+      if (!s.empty() && isDigit(s.front())) {
+        last = takeNumber(s);
+        if (last < first) return RangeResult::kIgnore;  // invalid, not unsatisfiable
+      } else {
+        last = kNoNumber - 1;  // "500-": to the end
+      }
+      if (size == 0 && first == 0) whole = true;
+      if (size > 0 && last >= size) last = size - 1;
+    }
+    skipOws(s);
+    if (!s.empty() && s.front() != ',') return RangeResult::kIgnore;
+    if (size > 0 && first < size) {
+      total += last - first + 1;  // each term <= size: no overflow before the check
+      if (total > size) return RangeResult::kIgnore;
+      out.push_back({first, last});
+    }
+  }
+  if (!any) return RangeResult::kIgnore;  // "bytes=" or "bytes= , ": no range-spec
+  if (whole) {
+    out.clear();
+    return RangeResult::kIgnore;
+  }
+  return out.empty() ? RangeResult::kUnsatisfiable : RangeResult::kSatisfiable;
+}
 
-StaticResponse StaticFiles::handle(std::string_view method, std::string_view path,
-                                   std::string_view if_none_match,
-                                   std::string_view if_modified_since, int64_t now_ms) {
+int codingQuality(std::string_view accept_encoding, std::string_view coding) noexcept {
+  int mine = -1;
+  int star = -1;
+  std::string_view s = accept_encoding;
+  while (!s.empty()) {
+    const std::size_t comma = s.find(',');
+    std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+    const std::size_t semi = item.find(';');
+    std::string_view name = item.substr(0, semi);
+    skipOws(name);
+    while (!name.empty() && isOws(name.back()))
+      name.remove_suffix(1);
+    int q = 1000;
+    if (semi != std::string_view::npos) {
+      // weight = OWS ";" OWS "q=" qvalue; qvalue = 0[.000] / 1[.000]
+      std::string_view p = item.substr(semi + 1);
+      skipOws(p);
+      if (p.size() < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') {
+        q = 0;
+      } else {
+        p.remove_prefix(2);
+        while (!p.empty() && isOws(p.back()))
+          p.remove_suffix(1);
+        if (p.empty() || (p[0] != '0' && p[0] != '1') || p.size() > 5 ||
+            (p.size() > 1 && p[1] != '.')) {
+          q = 0;
+        } else {
+          q = (p[0] - '0') * 1000;
+          int scale = 100;
+          for (std::size_t i = 2; i < p.size(); ++i, scale /= 10) {
+            if (!isDigit(p[i])) {
+              q = 0;
+              break;
+            }
+            q += (p[i] - '0') * scale;
+          }
+          if (q > 1000) q = 0;
+        }
+      }
+    }
+    if (equalsIgnoreCase(name, coding) || (coding == "gzip" && equalsIgnoreCase(name, "x-gzip"))) {
+      mine = std::max(mine, q);
+    } else if (name == "*") {
+      star = q;
+    }
+  }
+  if (mine >= 0) return mine;
+  return star > 0 ? star : 0;
+}
+
+bool ifRangeMatches(std::string_view if_range, std::string_view etag,
+                    std::string_view last_modified) noexcept {
+  while (!if_range.empty() && isOws(if_range.back()))
+    if_range.remove_suffix(1);
+  skipOws(if_range);
+  if (if_range.empty()) return false;
+  if (if_range.front() == '"' || if_range.starts_with("W/")) {
+    // Strong comparison: both strong and the same; a weak validator never matches.
+    return !if_range.starts_with("W/") && !etag.starts_with("W/") && if_range == etag;
+  }
+  const auto date = parseHttpDate(if_range);
+  const auto lm = parseHttpDate(last_modified);
+  return date && lm && *date == *lm;
+}
+
+StaticFiles::StaticFiles(const std::filesystem::path& root, FileCacheConfig cfg,
+                         StaticFilesOptions options)
+    : cache_(root, withVariants(cfg, options.precompressed)), options_(options) {
+  // Boundaries need only be unpredictable to whoever wrote the file (so a file cannot
+  // contain the boundary of the answer it is served in); a seeded counter is enough.
+  std::random_device rd;
+  boundary_seed_ = (uint64_t{rd()} << 32) ^ rd();
+}
+
+FileCacheConfig StaticFiles::withVariants(FileCacheConfig cfg, bool variants) noexcept {
+  cfg.variants = variants;
+  return cfg;
+}
+
+void StaticFiles::rangeResponse(const CachedFile& f, StaticResponse& r) {
+  const auto size = static_cast<uint64_t>(f.size());
+  r.status = 206;
+  if (ranges_.size() == 1) {
+    const ByteRange& b = ranges_.front();
+    char buf[96];
+    const int w = std::snprintf(
+        buf, sizeof buf, "bytes %llu-%llu/%llu", static_cast<unsigned long long>(b.first),
+        static_cast<unsigned long long>(b.last), static_cast<unsigned long long>(size));
+    r.content_range.assign({buf, static_cast<std::size_t>(w)});
+    r.content_type = f.contentType();
+    r.offset = static_cast<int64_t>(b.first);
+    r.content_length = static_cast<int64_t>(b.last - b.first + 1);
+    return;
+  }
+
+  // multipart/byteranges (RFC 9110 §14.6), nginx's layout. The boundary: 16 hex digits
+  // of a mixed counter (splitmix64).
+  uint64_t z = boundary_seed_ + 0x9e3779b97f4a7c15ull * ++boundary_count_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  char boundary[16];
+  for (int i = 15; i >= 0; --i, z >>= 4)
+    boundary[i] = "0123456789abcdef"[z & 0xf];
+  const std::string_view bnd(boundary, sizeof boundary);
+  multipart_type_.assign("multipart/byteranges; boundary=");
+  multipart_type_.append(bnd);
+  r.content_type = multipart_type_;
+
+  parts_text_.clear();
+  pieces_.clear();
+  uint64_t total = 0;
+  std::size_t text_before = 0;
+  for (const ByteRange& b : ranges_) {
+    parts_text_.append("\r\n--");
+    parts_text_.append(bnd);
+    if (!f.contentType().empty()) {
+      parts_text_.append("\r\nContent-Type: ");
+      parts_text_.append(f.contentType());
+    }
+    parts_text_.append("\r\nContent-Range: bytes ");
+    appendNumber(parts_text_, b.first);
+    parts_text_ += '-';
+    appendNumber(parts_text_, b.last);
+    parts_text_ += '/';
+    appendNumber(parts_text_, size);
+    parts_text_.append("\r\n\r\n");
+    const uint64_t len = b.last - b.first + 1;
+    pieces_.push_back({parts_text_.size() - text_before, b.first, len});
+    total += parts_text_.size() - text_before + len;
+    text_before = parts_text_.size();
+  }
+  parts_text_.append("\r\n--");
+  parts_text_.append(bnd);
+  parts_text_.append("--\r\n");
+  pieces_.push_back({parts_text_.size() - text_before, 0, 0});
+  total += parts_text_.size() - text_before;
+  r.content_length = static_cast<int64_t>(total);
+  r.pieces = pieces_;
+  r.parts_text = parts_text_;
+}
+
+StaticResponse StaticFiles::handle(const StaticRequest& req, int64_t now_ms) {
+  const std::string_view method = req.method;
   const bool head = method == "HEAD";
   if (!head && method != "GET") {
     StaticResponse r = errorResponse(405, false);
     r.allow_header = true;
     return r;
   }
-  if (normalizeRequestPath(path, path_scratch_) != PathStatus::kOk) {
+  if (normalizeRequestPath(req.path, path_scratch_) != PathStatus::kOk) {
     return errorResponse(400, head);
   }
   AcquireResult a = cache_.acquire(path_scratch_, now_ms);
   if (a.status != OpenStatus::kOk) return errorResponse(httpStatus(a.status), head);
 
-  const CachedFile& f = *a.file;
   StaticResponse r;
+  // A precompressed variant, if the client takes one: br before gzip at equal quality.
+  {
+    CachedFileRef& br = a.variants[static_cast<std::size_t>(Coding::kBrotli)];
+    CachedFileRef& gz = a.variants[static_cast<std::size_t>(Coding::kGzip)];
+    r.vary = br || gz;
+    if (r.vary && !req.accept_encoding.empty()) {
+      const int qb = br ? codingQuality(req.accept_encoding, "br") : 0;
+      const int qg = gz ? codingQuality(req.accept_encoding, "gzip") : 0;
+      if (qb > 0 && qb >= qg) {
+        a.file = std::move(br);
+      } else if (qg > 0) {
+        a.file = std::move(gz);
+      }
+    }
+  }
+  const CachedFile& f = *a.file;
+  r.content_encoding = f.contentEncoding();
   r.etag.assign(f.etag());
   r.last_modified.assign(f.lastModified());
 
   bool not_modified = false;
-  if (!if_none_match.empty()) {
-    not_modified = etagMatches(if_none_match, f.etag());
-  } else if (!if_modified_since.empty()) {
-    const auto since = parseHttpDate(if_modified_since);
+  if (!req.if_none_match.empty()) {
+    not_modified = etagMatches(req.if_none_match, f.etag());
+  } else if (!req.if_modified_since.empty()) {
+    const auto since = parseHttpDate(req.if_modified_since);
     not_modified = since && f.mtimeSeconds() <= *since;
   }
   if (not_modified) {
@@ -195,7 +468,32 @@ StaticResponse StaticFiles::handle(std::string_view method, std::string_view pat
     return r;  // `a.file` is released here; nothing of it is referenced by `r`
   }
 
+  // Ranges only for what would be a 200 (conditionals above win), and only when
+  // If-Range, if any, still names this representation.
+  if (options_.ranges && !req.range.empty() &&
+      (req.if_range.empty() || ifRangeMatches(req.if_range, f.etag(), f.lastModified()))) {
+    const auto size = static_cast<uint64_t>(f.size());
+    switch (parseRange(req.range, size, options_.max_ranges, ranges_)) {
+      case RangeResult::kIgnore:
+        break;
+      case RangeResult::kUnsatisfiable: {
+        StaticResponse e = errorResponse(416, head);
+        e.vary = r.vary;
+        char buf[48];
+        const int w =
+            std::snprintf(buf, sizeof buf, "bytes */%llu", static_cast<unsigned long long>(size));
+        e.content_range.assign({buf, static_cast<std::size_t>(w)});
+        return e;
+      }
+      case RangeResult::kSatisfiable:
+        rangeResponse(f, r);
+        if (!head) r.file = std::move(a.file);  // a 206 is never empty
+        return r;
+    }
+  }
+
   r.status = 200;
+  r.accept_ranges = options_.ranges && options_.max_ranges > 0;
   r.content_type = f.contentType();
   r.content_length = f.size();
   if (!head && f.size() > 0) r.file = std::move(a.file);

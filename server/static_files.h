@@ -2,9 +2,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "h2/stream.h"
 #include "server/file_cache.h"
 #include "server/http_date.h"
 
@@ -12,6 +15,66 @@ namespace h2loop::server {
 
 // Value of the `allow` header on a 405.
 inline constexpr std::string_view kAllowedMethods = "GET, HEAD";
+
+// Options of the static-file service. Defaults are the production values.
+struct StaticFilesOptions {
+  // Honour `Range` (RFC 9110 §14) on GET/HEAD of files; `accept-ranges: bytes` on 200s.
+  bool ranges = true;
+  // A Range header with more range-specs than this is ignored (a full 200), as nginx's
+  // max_ranges does; it bounds the multipart answer (each part costs ~150 bytes of text
+  // held by the stream while it sends). 1 serves single ranges only; 0 disables ranges.
+  std::size_t max_ranges = 100;
+  // Serve `<file>.br` / `<file>.gz` (when it exists next to the file, a regular file under
+  // the root) to a client whose Accept-Encoding allows br / gzip, with content-encoding,
+  // the file's content-type and its own etag; `vary: accept-encoding` on every answer
+  // for a file that has a variant. Ranges of a variant count compressed bytes.
+  bool precompressed = true;
+};
+
+// The quality (0..1000) Accept-Encoding gives `coding` ("gzip", "br"): its own entry, else
+// "*"'s, else 0. "x-gzip" counts as gzip. Malformed q values count as 0 (not acceptable).
+[[nodiscard]] int codingQuality(std::string_view accept_encoding, std::string_view coding) noexcept;
+
+// One byte range to send, inclusive bounds (as in content-range), first <= last < size.
+struct ByteRange {
+  uint64_t first = 0;
+  uint64_t last = 0;
+};
+
+enum class RangeResult {
+  kIgnore,         // serve the whole representation (200): no/other unit, invalid, too many
+  kSatisfiable,    // 206 with `ranges`
+  kUnsatisfiable,  // 416 with content-range: bytes */size
+};
+
+// Parses a Range field value against a representation of `size` bytes (RFC 9110 §14.1.2),
+// in nginx's manner where the RFC leaves a choice:
+//   - unit other than "bytes" (case-insensitive) → kIgnore;
+//   - syntactically invalid (non-digits, missing '-', last < first, empty list, a sign)
+//     → kIgnore (RFC 9110 §14.2 lets a server ignore it; nginx answers 416 instead);
+//   - more than `max_ranges` range-specs → kIgnore (nginx max_ranges);
+//   - ranges are clipped to the size; unsatisfiable ones (first >= size, "-0") are dropped;
+//     none left → kUnsatisfiable, except on an empty representation where a range from 0
+//     (or a suffix) → kIgnore, as nginx;
+//   - the satisfiable ranges together longer than `size` (overlaps) → kIgnore, as nginx:
+//     an answer is never bigger than the file, whatever the overlaps;
+//   - numbers too large for 64 bits saturate (a huge first-pos is unsatisfiable, a huge
+//     last-pos or suffix-length means "to the end").
+// Ranges are kept in request order, not merged (as nginx). `out` is cleared first and its
+// capacity reused; it never holds more than max_ranges entries.
+[[nodiscard]] RangeResult parseRange(std::string_view value, uint64_t size, std::size_t max_ranges,
+                                     std::vector<ByteRange>& out);
+
+// The request fields the static-file service looks at. Empty: absent.
+struct StaticRequest {
+  std::string_view method;
+  std::string_view path;
+  std::string_view if_none_match;
+  std::string_view if_modified_since;
+  std::string_view range;
+  std::string_view if_range;
+  std::string_view accept_encoding;
+};
 
 enum class PathStatus {
   kOk,
@@ -45,11 +108,16 @@ namespace detail {
 // The outcome of one static-file request, independent of HTTP/2 framing.
 //
 // Header fields to send: `:status`; `content-type` if non-empty; `content-length` if >= 0;
-// `etag` and `last-modified` if non-empty; `allow: kAllowedMethods` if allow_header.
+// `etag` and `last-modified` if non-empty; `allow: kAllowedMethods` if allow_header;
+// `content-encoding` if non-empty; `vary: accept-encoding` if vary;
+// `accept-ranges: bytes` if accept_ranges; `content-range` if non-empty.
 //
-// Body: `file` bytes [offset, offset + content_length) if file is set (200 GET with a
-// non-empty file); else `body` if non-empty (error text on GET); else none (HEAD, 304,
-// empty file) — send END_STREAM with the headers.
+// Body: if file is set, `pieces` non-empty: h2::ResponseBody::filePieces(file, pieces,
+// parts_text) (a multipart/byteranges 206); else `file` bytes [offset, offset +
+// content_length) (200 or single-range 206 GET with a non-empty file); else `body` if
+// non-empty (error text on GET); else none (HEAD, 304, empty file) — send END_STREAM
+// with the headers. `pieces` and `parts_text` (and a multipart content_type) point into
+// the StaticFiles object: valid until its next handle().
 //
 // Move-only: owns one reference to `file`, released when the response is destroyed.
 // To send the file, pass `file.get()` (h2::ResponseBody::file): submitResponse takes a
@@ -57,15 +125,22 @@ namespace detail {
 // `file.detach()`: that reference would never be released (nor the descriptor closed).
 // The etag/last_modified strings are stored inline in this object.
 struct StaticResponse {
-  int status = 500;               // 200, 304, 400, 403, 404, 405, 500, 503
-  std::string_view content_type;  // static storage
+  int status = 500;               // 200, 206, 304, 400, 403, 404, 405, 416, 500, 503
+  std::string_view content_type;  // static storage (multipart: the StaticFiles object's)
   int64_t content_length = -1;
   InlineString<kMaxEtagLen> etag;
   InlineString<kHttpDateLen> last_modified;
-  bool allow_header = false;  // 405
+  bool allow_header = false;   // 405
+  bool accept_ranges = false;  // 200 of a file
+  bool vary = false;           // `vary: accept-encoding`: the file has a precompressed variant
+  std::string_view content_encoding;  // static storage; a precompressed variant
+  // "bytes 0-4/1000" (206 single range) or "bytes */1000" (416).
+  InlineString<sizeof("bytes -/") + 3 * 20> content_range;
   CachedFileRef file;
   int64_t offset = 0;
   std::string_view body;  // static storage
+  std::span<const h2::BodyPiece> pieces;
+  std::string_view parts_text;
 };
 
 // Serves files under one document root. One instance per worker thread (it owns a
@@ -81,33 +156,65 @@ struct StaticResponse {
 //   - If-None-Match (weak comparison, "*" matches, list of entity-tags) decides when
 //     present; otherwise If-Modified-Since (any HTTP-date form; invalid → ignored):
 //     not modified when mtime (whole seconds) <= the date. 304 carries etag and
-//     last-modified, no content-type/length.
+//     last-modified, no content-type/length;
+//   - Range (see parseRange) is looked at only for a would-be 200 (so conditional headers
+//     win: a 304 is a 304), on GET and HEAD alike (HEAD gets the GET's 206 headers, as
+//     nginx). If-Range gates it: an entity-tag must equal the etag exactly (strong
+//     comparison; a weak tag never matches), an HTTP-date must equal last-modified; no
+//     match → the full 200. One range → 206 with content-range; several → 206
+//     multipart/byteranges, parts in request order, laid out byte for byte as nginx's
+//     (CRLF "--" boundary CRLF content-type CRLF content-range CRLF CRLF data ... CRLF
+//     "--" boundary "--" CRLF); none satisfiable → 416 with content-range "bytes */size".
 class StaticFiles {
  public:
   // Throws std::runtime_error (a start-up error) if `root` is missing or not a directory.
-  StaticFiles(const std::filesystem::path& root, FileCacheConfig cfg);
+  StaticFiles(const std::filesystem::path& root, FileCacheConfig cfg,
+              StaticFilesOptions options = {});
   StaticFiles(const StaticFiles&) = delete;
   StaticFiles& operator=(const StaticFiles&) = delete;
 
   // `now_ms`: a monotonic millisecond clock (e.g. the loop's cached now()), used only for
   // the cache TTL. Never throws except std::bad_alloc. On a cache hit for a 200 no heap
   // allocation happens.
+  [[nodiscard]] StaticResponse handle(const StaticRequest& req, int64_t now_ms);
   [[nodiscard]] StaticResponse handle(std::string_view method, std::string_view path,
                                       std::string_view if_none_match,
-                                      std::string_view if_modified_since, int64_t now_ms);
+                                      std::string_view if_modified_since, int64_t now_ms) {
+    return handle(StaticRequest{method, path, if_none_match, if_modified_since, {}, {}, {}},
+                  now_ms);
+  }
 
   [[nodiscard]] FileCacheStats cacheStats() const noexcept { return cache_.stats(); }
   // Drops cached files (shutdown). Responses still holding files keep them open.
   void clearCache() noexcept { cache_.clear(); }
 
  private:
+  static FileCacheConfig withVariants(FileCacheConfig cfg, bool variants) noexcept;
+  // Fills `r` (a 206 of `f`) from ranges_: single range or multipart.
+  void rangeResponse(const CachedFile& f, StaticResponse& r);
+
   FileCache cache_;
+  StaticFilesOptions options_;
   std::string path_scratch_;
+  // Per-response scratch for ranges and multipart answers; capacity reused, bounded by
+  // options_.max_ranges.
+  std::vector<ByteRange> ranges_;
+  std::vector<h2::BodyPiece> pieces_;
+  std::string parts_text_;
+  std::string multipart_type_;
+  uint64_t boundary_seed_;
+  uint64_t boundary_count_ = 0;
 };
 
 // True if `if_none_match` (a field value: "*" or a comma-separated list of entity-tags)
 // matches `etag` by weak comparison (RFC 9110 §8.8.3.2). A malformed list stops matching
 // at the malformed element.
 [[nodiscard]] bool etagMatches(std::string_view if_none_match, std::string_view etag) noexcept;
+
+// True if the If-Range value `if_range` lets ranges through for a representation with
+// this etag and last-modified (RFC 9110 §13.1.5): an entity-tag equal to `etag` by strong
+// comparison, or an HTTP-date equal to `last_modified` (compared as dates).
+[[nodiscard]] bool ifRangeMatches(std::string_view if_range, std::string_view etag,
+                                  std::string_view last_modified) noexcept;
 
 }  // namespace h2loop::server
