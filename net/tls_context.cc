@@ -1,9 +1,16 @@
 #include "net/tls_context.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -97,7 +104,119 @@ std::string drainOpensslErrors() {
   throw std::runtime_error(what + ": " + drainOpensslErrors());
 }
 
+constexpr size_t kTicketKeyBytes = 80;
+
+struct TicketKey {
+  unsigned char name[16];
+  unsigned char hmac[32];
+  unsigned char aes[32];
+};
+
+std::string readFile(const std::filesystem::path& file, size_t limit, const char* what) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) {
+    throw std::runtime_error(std::string("TLS: cannot read ") + what + " '" + file.string() +
+                             "': " + errnoString(errno));
+  }
+  std::string data;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && data.size() <= limit)
+    data.append(buf, n);
+  std::fclose(f);
+  if (data.size() > limit) {
+    throw std::runtime_error(std::string("TLS: ") + what + " '" + file.string() +
+                             "' is larger than " + std::to_string(limit) + " bytes");
+  }
+  return data;
+}
+
+TicketKey ticketKey(std::string_view raw, const std::string& source) {
+  if (raw.size() != kTicketKeyBytes) {
+    throw std::runtime_error("TLS: session ticket key " + source + " has " +
+                             std::to_string(raw.size()) +
+                             " bytes, not 80 (make one with "
+                             "`openssl rand 80 > FILE`)");
+  }
+  TicketKey k;
+  std::memcpy(k.name, raw.data(), 16);
+  std::memcpy(k.hmac, raw.data() + 16, 32);
+  std::memcpy(k.aes, raw.data() + 48, 32);
+  return k;
+}
+
+int ticketIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
 }  // namespace
+
+struct TlsContext::Extras {
+  std::vector<TicketKey> ticket_keys;  // [0] issues
+  std::string ocsp;                    // DER; empty: none
+};
+
+namespace {
+
+// OpenSSL's ticket callback (RFC 5077 layout): enc = 1 issues a ticket under
+// the first key; otherwise the key is found by name. Returns 1 (use it), 2
+// (use it and issue a new ticket under the first key), 0 (unknown: a full
+// handshake), -1 (error).
+int onTicketKey(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                EVP_MAC_CTX* mac, int enc) {
+  const auto* extras = static_cast<const TlsContext::Extras*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ticketIndex()));
+  if (extras == nullptr || extras->ticket_keys.empty()) return 0;
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (enc == 1) {
+    const TicketKey& k = extras->ticket_keys.front();
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+    std::memcpy(name, k.name, 16);
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes, iv) != 1 ||
+        EVP_MAC_init(mac, k.hmac, sizeof k.hmac, params) != 1) {
+      return -1;
+    }
+    return 1;
+  }
+  for (size_t i = 0; i < extras->ticket_keys.size(); ++i) {
+    const TicketKey& k = extras->ticket_keys[i];
+    if (std::memcmp(name, k.name, 16) != 0) continue;
+    if (EVP_MAC_init(mac, k.hmac, sizeof k.hmac, params) != 1 ||
+        EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes, iv) != 1) {
+      return -1;
+    }
+    return i == 0 ? 1 : 2;
+  }
+  return 0;
+}
+
+// Staples the OCSP response when the client asked for one.
+int onStatusRequest(SSL* ssl, void* arg) {
+  const auto* extras = static_cast<const TlsContext::Extras*>(arg);
+  if (extras->ocsp.empty()) return SSL_TLSEXT_ERR_NOACK;
+  auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(extras->ocsp.size()));
+  if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  std::memcpy(copy, extras->ocsp.data(), extras->ocsp.size());
+  // OpenSSL owns `copy` from here on.
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(extras->ocsp.size())) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
+std::string randomTicketKey() {
+  std::string key(kTicketKeyBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+    fail("TLS: no random bytes for a session ticket key");
+  }
+  return key;
+}
 
 void TlsContext::CtxDeleter::operator()(SSL_CTX* ctx) const {
   SSL_CTX_free(ctx);
@@ -110,8 +229,17 @@ TlsContext::TlsContext(const TlsOptions& options)
   if (!ctx_) fail("TLS: SSL_CTX_new failed");
   SSL_CTX* ctx = ctx_.get();
 
-  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-    fail("TLS: cannot set minimum protocol version TLS 1.2");
+  int min_version = 0;
+  if (options.min_version == "1.2") {
+    min_version = TLS1_2_VERSION;
+  } else if (options.min_version == "1.3") {
+    min_version = TLS1_3_VERSION;
+  } else {
+    throw std::runtime_error("TLS: minimum version \"" + options.min_version +
+                             "\" is not 1.2 or 1.3");
+  }
+  if (SSL_CTX_set_min_proto_version(ctx, min_version) != 1) {
+    fail("TLS: cannot set minimum protocol version TLS " + options.min_version);
   }
   SSL_CTX_set_options(
       ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
@@ -150,7 +278,39 @@ TlsContext::TlsContext(const TlsOptions& options)
   SSL_CTX_set_num_tickets(ctx, 1);
   static constexpr unsigned char kSessionIdContext[] = "h2loop";
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
-  // Session tickets are on by default (no SSL_OP_NO_TICKET); the ticket key is per process.
+  // Session tickets (no SSL_OP_NO_TICKET), under our keys: from files, or
+  // the server's own (kept across reloads). OpenSSL's default would be a
+  // random key per SSL_CTX, which a reload would throw away.
+  extras_ = std::make_unique<Extras>();
+  for (const std::filesystem::path& f : options.ticket_key_files) {
+    extras_->ticket_keys.push_back(
+        ticketKey(readFile(f, kTicketKeyBytes, "session ticket key"), "'" + f.string() + "'"));
+  }
+  if (options.ticket_key_files.empty()) {
+    for (const std::string& k : options.ticket_keys)
+      extras_->ticket_keys.push_back(ticketKey(k, "(generated)"));
+  }
+  if (!extras_->ticket_keys.empty()) {
+    if (SSL_CTX_set_ex_data(ctx, ticketIndex(), extras_.get()) != 1 ||
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, onTicketKey) != 1) {
+      fail("TLS: cannot install the session ticket keys");
+    }
+  }
+  if (!options.ocsp_response_file.empty()) {
+    const std::string file = options.ocsp_response_file.string();
+    extras_->ocsp = readFile(options.ocsp_response_file, 64 * 1024, "OCSP response");
+    const auto* p = reinterpret_cast<const unsigned char*>(extras_->ocsp.data());
+    OCSP_RESPONSE* resp = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(extras_->ocsp.size()));
+    if (resp == nullptr) fail("TLS: OCSP response '" + file + "' is not a DER OCSP response");
+    const int status = OCSP_response_status(resp);
+    OCSP_RESPONSE_free(resp);
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+      throw std::runtime_error("TLS: OCSP response '" + file + "' has status " +
+                               OCSP_response_status_str(status));
+    }
+    SSL_CTX_set_tlsext_status_cb(ctx, onStatusRequest);
+    SSL_CTX_set_tlsext_status_arg(ctx, extras_.get());
+  }
 
   SSL_CTX_set_client_hello_cb(ctx, onClientHello, options_.get());
   SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, options_.get());

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace h2loop::net {
 
@@ -28,7 +29,23 @@ struct TlsOptions {
   // ALPN also accepts "http/1.1" (h2 is preferred), and a client without
   // ALPN is served HTTP/1.1 (allow_missing_alpn is then moot).
   bool http1 = false;
+  // "1.2" or "1.3": the lowest protocol version accepted.
+  std::string min_version = "1.2";
+  // Session-ticket keys, each file 80 bytes (`openssl rand 80`): a 16-byte
+  // name, a 32-byte HMAC-SHA256 secret, a 32-byte AES-256-CBC key. The first
+  // issues tickets; every one is accepted (the others: renewed with the
+  // first). The same files on several servers resume sessions across them.
+  std::vector<std::filesystem::path> ticket_key_files;
+  // Raw 80-byte keys used when no file is given (the server makes one per
+  // process, so that a reload does not invalidate the tickets it issued).
+  std::vector<std::string> ticket_keys;
+  // A DER OCSP response for the certificate, stapled to every handshake
+  // whose client asks (status_request). Empty: none.
+  std::filesystem::path ocsp_response_file;
 };
+
+// A fresh random 80-byte ticket key (see TlsOptions::ticket_keys).
+[[nodiscard]] std::string randomTicketKey();
 
 // The server's SSL_CTX, built once at start-up and shared, read-only, by every worker thread
 // (SSL_new on a shared SSL_CTX is thread-safe; the session cache locks internally).
@@ -52,6 +69,9 @@ class TlsContext {
 
   [[nodiscard]] SSL_CTX* get() const { return ctx_.get(); }
   [[nodiscard]] const TlsOptions& options() const;
+  // Ticket keys and the OCSP response, as the OpenSSL callbacks read them
+  // (opaque outside tls_context.cc).
+  struct Extras;
 
  private:
   struct CtxDeleter {
@@ -59,6 +79,7 @@ class TlsContext {
   };
   // Heap-allocated: its address is the client-hello callback's argument and must not move.
   std::unique_ptr<TlsOptions> options_;
+  std::unique_ptr<Extras> extras_;
   std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
 };
 
