@@ -11,9 +11,10 @@ cd "$(dirname "$0")"
 PACKAGES=(
   cmake ninja-build pkg-config g++ git
   libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev libwslay-dev
+  libtomlplusplus-dev libsystemd-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   openssl curl wget nghttp2-client python3-h2 python3-wsproto python3-websockets chromium
-  iproute2 procps clang-format
+  iproute2 procps clang-format haproxy nginx
 )
 
 deps() {

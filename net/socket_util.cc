@@ -174,6 +174,20 @@ std::optional<uint16_t> localPort(int fd) {
   return std::nullopt;
 }
 
+std::optional<std::string> localAddress(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  char buf[INET6_ADDRSTRLEN];
+  const void* addr = nullptr;
+  if (ss.ss_family == AF_INET) addr = &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr;
+  if (ss.ss_family == AF_INET6) addr = &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+  if (addr == nullptr || ::inet_ntop(ss.ss_family, addr, buf, sizeof buf) == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(buf);
+}
+
 HostPortResult parseHostPort(std::string_view text) {
   HostPortResult r;
   // fmt, not operator+ on literals: GCC 12 -O3 reports a false -Wrestrict

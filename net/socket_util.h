@@ -56,6 +56,8 @@ ListenerResult makeListener(std::string_view host, uint16_t port, bool reuse_por
 
 // The local port a socket is bound to, or nullopt on error.
 [[nodiscard]] std::optional<uint16_t> localPort(int fd);
+// The local address a socket is bound to, as a literal without brackets.
+[[nodiscard]] std::optional<std::string> localAddress(int fd);
 
 struct [[nodiscard]] HostPortResult {
   std::string host;  // without brackets; may be empty ("" / ":8443" means any address)

@@ -12,21 +12,37 @@
 #include "h2/session.h"
 #include "h2loop/http.h"
 #include "h2loop/websocket.h"
+#include "net/proxy_protocol.h"
+#include "server/static_files.h"
+
+namespace h2loop::net {
+class TlsContext;
+}
 
 namespace h2loop::server {
 
 struct ListenAddress {
   std::string host;  // literal address; "" = any
   uint16_t port = 0;
+  bool operator==(const ListenAddress&) const = default;
 };
 
 // Everything the server is told at start-up. Defaults are production values.
 struct ServerConfig {
   std::vector<ListenAddress> listen;
+  // Listening sockets made by someone else (systemd socket activation),
+  // non-blocking; when given, `listen` is not used and the server owns them.
+  std::vector<int> listen_fds;
   std::filesystem::path root;
   std::filesystem::path cert;  // both empty: the listeners speak h2c
   std::filesystem::path key;
-  std::string tls13_ciphers;  // empty: OpenSSL's defaults
+  std::string tls13_ciphers;            // empty: OpenSSL's defaults
+  std::string tls12_ciphers;            // empty: net::kDefaultTls12Ciphers (RFC 9113's allowance)
+  std::string tls_min_version = "1.2";  // or "1.3"
+  // Session-ticket key files (net::TlsOptions::ticket_key_files); none: a
+  // key of the server's own, kept across reloads.
+  std::vector<std::filesystem::path> tls_ticket_key_files;
+  std::filesystem::path tls_ocsp_response;  // DER, stapled; empty: none
   std::string event_loop = "epoll";
   unsigned workers = 1;
   size_t max_connections = 10000;  // over all workers
@@ -42,6 +58,9 @@ struct ServerConfig {
   std::string websocket_echo;
   WebSocketOptions websocket_options;
   bool access_log = false;
+  // Load balancers allowed to speak the PROXY protocol (v1 or v2). Non-empty: every listener
+  // requires a PROXY header first, from these sources only, and refuses other connections.
+  std::vector<net::Cidr> proxy_protocol_from;
   // What the server serves. Unset: metrics_path (when set) and the files of
   // root at "/", which is what the h2loop binary serves.
   std::shared_ptr<const Router> router;
@@ -81,8 +100,19 @@ struct ServerConfig {
   // Pause before accepting again after EMFILE/ENFILE.
   std::chrono::milliseconds accept_backoff{100};
 
+  // Ranges and precompressed variants of static files.
+  StaticFilesOptions static_files;
+
   int64_t file_cache_ttl_ms = 1000;
   size_t file_cache_entries = 256;
+};
+
+// One generation of what a reload may change: a connection runs its whole
+// life with the generation it was accepted under, and holds it (so the TLS
+// context its handshake callbacks use outlives the connection).
+struct Settings {
+  ServerConfig config;
+  std::shared_ptr<const net::TlsContext> tls;  // null: h2c
 };
 
 }  // namespace h2loop::server

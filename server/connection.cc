@@ -1,6 +1,7 @@
 #include "server/connection.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@ constexpr std::string_view kSwitchingToH2c =
 
 Connection::Connection(Worker& worker, int fd, std::unique_ptr<net::Transport> transport)
     : worker_(worker),
+      settings_(worker.settings()),
       fd_(fd),
       transport_(std::move(transport)),
       out_(worker.config().output_high_watermark, worker.config().output_low_watermark,
@@ -69,8 +71,70 @@ void Connection::start() {
     close(CloseReason::kIoError, true);
     return;
   }
+  if (!config().proxy_protocol_from.empty() && !checkProxySource()) return;
   armTimer();
   handshakeStep();
+}
+
+bool Connection::checkProxySource() {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    // Gone already (reset before we looked).
+    close(CloseReason::kPeerReset, true);
+    return false;
+  }
+  peer_ = net::formatAddress(ss);
+  if (!net::anyContains(config().proxy_protocol_from, reinterpret_cast<const sockaddr*>(&ss))) {
+    worker_.counters().proxy_rejected[static_cast<size_t>(ProxyReject::kUntrustedSource)].add(1);
+    spdlog::warn(
+        "connection fd {} from {}: refused: the PROXY protocol is required and {} is not a "
+        "trusted source (--proxy-protocol-from)",
+        fd_, peer_, peer_);
+    close(CloseReason::kProxyProtocol, true);
+    return false;
+  }
+  proxy_ = std::make_unique<net::ProxyHeaderReader>();
+  return true;
+}
+
+bool Connection::proxyStep() {
+  using S = net::ProxyHeaderReader::Status;
+  const S st = proxy_->read(fd_);
+  auto reject = [&](ProxyReject why, CloseReason reason, bool abortive, std::string_view what) {
+    worker_.counters().proxy_rejected[static_cast<size_t>(why)].add(1);
+    spdlog::warn("connection fd {} from {}: refused: {} (PROXY protocol required)", fd_, peer_,
+                 what);
+    close(reason, abortive);
+    return false;
+  };
+  switch (st) {
+    case S::kDone: {
+      const net::ProxyHeader& h = proxy_->header();
+      if (!h.local) peer_ = net::formatAddress(h.source);
+      spdlog::debug("connection fd {}: PROXY v{} header: client {}", fd_, h.version, peer_);
+      worker_.counters().proxy_accepted.add(1);
+      proxy_.reset();
+      return true;
+    }
+    case S::kWouldBlock:
+      (void)watch_->setInterest(ev::kRead);
+      return false;
+    case S::kInvalid:
+      return reject(ProxyReject::kMalformed, CloseReason::kProxyProtocol, true,
+                    fmt::format("bad PROXY header: {}", proxy_->error()));
+    case S::kEof:
+      return reject(
+          ProxyReject::kEof, CloseReason::kPeerEof, false,
+          fmt::format("closed after {} bytes, before a complete PROXY header", proxy_->received()));
+    case S::kReset:
+    case S::kError:
+      return reject(ProxyReject::kEof,
+                    st == S::kReset ? CloseReason::kPeerReset : CloseReason::kIoError, true,
+                    fmt::format("recv: {}, before a complete PROXY header",
+                                net::errnoString(proxy_->lastErrno())));
+  }
+  return false;
 }
 
 void Connection::close(CloseReason reason, bool abortive) {
@@ -112,12 +176,12 @@ void Connection::drain() {
   if (!open()) return;
   // The final GOAWAY about one round trip later, via the timer (armTimer
   // keeps this deadline whatever else re-arms it meanwhile).
-  goaway_at_ = worker_.loop().now() + worker_.config().goaway_delay;
+  goaway_at_ = worker_.loop().now() + config().goaway_delay;
   armTimer();
 }
 
 void Connection::armTimer() {
-  const ServerConfig& cfg = worker_.config();
+  const ServerConfig& cfg = config();
   ev::Duration d;
   switch (state_) {
     case State::kHandshake:
@@ -148,10 +212,17 @@ void Connection::armTimer() {
 // Lazy timeouts: activity only moves last_activity_; the timer re-arms
 // itself for the remainder when it finds the deadline moved.
 void Connection::onTimer() {
-  const ServerConfig& cfg = worker_.config();
+  const ServerConfig& cfg = config();
   const auto now = worker_.loop().now();
   switch (state_) {
     case State::kHandshake:
+      if (proxy_) {
+        worker_.counters().proxy_rejected[static_cast<size_t>(ProxyReject::kTimeout)].add(1);
+        spdlog::warn(
+            "connection fd {} from {}: refused: no complete PROXY header within the handshake "
+            "timeout ({} bytes of it came)",
+            fd_, peer_, proxy_->received());
+      }
       close(CloseReason::kHandshakeTimeout, true);
       return;
     case State::kLingering:
@@ -224,7 +295,8 @@ void Connection::wakeWriter() {
 }
 
 std::string Connection::peerAddress() const {
-  return fd_gone_ ? std::string{} : net::peerAddress(fd_);
+  if (peer_.empty() && !fd_gone_) peer_ = net::peerAddress(fd_);
+  return peer_;
 }
 
 std::string_view Connection::httpDate() {
@@ -283,6 +355,8 @@ void Connection::onEvent(uint32_t ready) {
 }
 
 void Connection::handshakeStep() {
+  // The PROXY header comes before anything the transport (TLS) or the protocol sniff may see.
+  if (proxy_ && !proxyStep()) return;
   const net::HandshakeStatus hs = transport_->handshake();
   switch (hs) {
     case net::HandshakeStatus::kDone:
@@ -308,7 +382,7 @@ void Connection::handshakeStep() {
 void Connection::startSession() {
   state_ = State::kActive;
   last_activity_ = worker_.loop().now();
-  const ServerConfig& cfg = worker_.config();
+  const ServerConfig& cfg = config();
   // TLS: ALPN decided (h2; http/1.1 or none: HTTP/1.1). Cleartext with
   // HTTP/1.1 on: the first bytes decide (feed()); without: h2c only.
   if (transport_->isTls() || !cfg.http1) {
@@ -326,7 +400,7 @@ void Connection::startSession() {
 
 std::unique_ptr<Http2Protocol> Connection::newHttp2() {
   http::detail::ConnectionView& view = *this;
-  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), worker_.config().session,
+  auto h2 = std::make_unique<Http2Protocol>(worker_.pool(), config().session,
                                             worker_.sessionAllocator(), worker_.service(), view);
   if (!h2->valid()) {
     spdlog::error("connection fd {}: cannot create session: {}", fd_, h2->lastError());
@@ -342,7 +416,7 @@ bool Connection::makeProtocol(bool http2) {
     return protocol_ != nullptr;
   }
   http::detail::ConnectionView& view = *this;
-  h1::SessionConfig c = worker_.config().http1_session;
+  h1::SessionConfig c = config().http1_session;
   c.scheme = transport_->isTls() ? "https" : "http";
   c.allow_h2c_upgrade = c.allow_h2c_upgrade && !transport_->isTls();
   c.date = [this] { return worker_.httpDate(); };
@@ -613,7 +687,7 @@ void Connection::beginLingeringClose(Linger kind) {
   }
   state_ = State::kLingering;
   linger_ = kind;
-  const ServerConfig& cfg = worker_.config();
+  const ServerConfig& cfg = config();
   const auto now = worker_.loop().now();
   switch (kind) {
     case Linger::kWaitForClient:

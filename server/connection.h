@@ -8,7 +8,9 @@
 #include "eventloop/loop.h"
 #include "h2/output_buffer.h"
 #include "http/exchange.h"
+#include "net/proxy_reader.h"
 #include "net/transport.h"
+#include "server/config.h"
 #include "server/counters.h"
 #include "server/protocol.h"
 
@@ -92,6 +94,11 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   void onEvent(uint32_t ready);
   void onTimer();
   void handshakeStep();
+  // PROXY protocol required: refuses an untrusted source (false, closed).
+  bool checkProxySource();
+  // Reads the PROXY header; true once it is complete (the client's address then replaces the
+  // peer's), false while waiting or when the connection was closed.
+  bool proxyStep();
   void startSession();
   // Cleartext with HTTP/1.1 on: the first bytes decide (the HTTP/2 preface,
   // or HTTP/1.1). Feeds `data` to the protocol, creating it once decided.
@@ -136,6 +143,10 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   void closeOnIo(net::IoStatus status, std::string_view what);
 
   Worker& worker_;
+  // The generation this connection was accepted under (reloads do not touch
+  // it); declared before transport_, which may use its TLS context.
+  std::shared_ptr<const Settings> settings_;
+  [[nodiscard]] const ServerConfig& config() const { return settings_->config; }
   int fd_;
   State state_ = State::kHandshake;
   bool abortive_ = false;
@@ -168,6 +179,10 @@ class Connection final : public ev::DeferredDeletable, private http::detail::Con
   ev::Clock::time_point linger_timer_at_;  // what the timer is armed for while lingering
   h2::OutputBuffer out_;
   std::string sniffed_;  // cleartext: first bytes before the protocol is known
+  // Set while a required PROXY header is still to come (in the handshake state).
+  std::unique_ptr<net::ProxyHeaderReader> proxy_;
+  // The client's address: from the PROXY header, else the socket's (read once, on first use).
+  mutable std::string peer_;
   size_t reported_buffered_ = 0;
   // Declared last: destroyed first, while everything the requests it ends
   // touch is still alive.

@@ -28,7 +28,25 @@ std::string_view toString(CloseReason r) {
       return "io_error";
     case CloseReason::kHeaderTimeout:
       return "header_timeout";
+    case CloseReason::kProxyProtocol:
+      return "proxy_protocol";
     case CloseReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view toString(ProxyReject r) {
+  switch (r) {
+    case ProxyReject::kUntrustedSource:
+      return "untrusted_source";
+    case ProxyReject::kMalformed:
+      return "malformed";
+    case ProxyReject::kEof:
+      return "eof";
+    case ProxyReject::kTimeout:
+      return "timeout";
+    case ProxyReject::kCount:
       break;
   }
   return "unknown";

@@ -22,10 +22,23 @@ enum class CloseReason : uint8_t {
   kShutdown,       // server shutdown, drain timeout expired
   kIoError,        // any other I/O error (EBADF: fd already invalid)
   kHeaderTimeout,  // HTTP/1.1: a request head not complete in time (slowloris)
+  kProxyProtocol,  // PROXY protocol required: untrusted source, or a bad header
   kCount
 };
 
 std::string_view toString(CloseReason r);
+
+// Why a listener that requires the PROXY protocol refused a connection; counted in
+// h2loop_proxy_protocol_rejected_total{reason}.
+enum class ProxyReject : uint8_t {
+  kUntrustedSource,  // the peer is not in --proxy-protocol-from
+  kMalformed,        // no PROXY header where one must be, or a bad one
+  kEof,              // the peer closed before its header was complete
+  kTimeout,          // no complete header within the handshake timeout
+  kCount
+};
+
+std::string_view toString(ProxyReject r);
 
 // A counter or gauge written by one thread (its worker) and read by any (the
 // metrics endpoint). Relaxed atomics: plain loads/stores, no locked RMW.
@@ -56,6 +69,8 @@ struct WorkerCounters {
   Gauge output_buffered_bytes;
   Gauge accept_errors;
   Gauge file_cache_open_files;
+  Gauge proxy_accepted;  // PROXY headers taken (the client address then replaces the peer's)
+  std::array<Gauge, static_cast<size_t>(ProxyReject::kCount)> proxy_rejected;
   std::array<Gauge, static_cast<size_t>(CloseReason::kCount)> closed;
 };
 

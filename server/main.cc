@@ -1,26 +1,37 @@
 // h2loop: an HTTPS / HTTP/2 static file server. See README.md for every flag.
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "config/config_file.h"
 #include "eventloop/loop_factory.h"
 #include "net/socket_util.h"
+#include "net/tls_context.h"
+#include "server/access_log.h"
 #include "server/server.h"
 
 namespace {
 
+using h2loop::config::ProgramSettings;
 using h2loop::server::ServerConfig;
 
 // --version: ours, and those of the libraries as loaded now (not as built).
@@ -32,19 +43,61 @@ std::string versions() {
 }
 
 std::chrono::milliseconds seconds(double s) {
-  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
+  return std::chrono::milliseconds(std::llround(s * 1000.0));
 }
 
-}  // namespace
+double asSeconds(std::chrono::milliseconds ms) {
+  return static_cast<double>(ms.count()) / 1000.0;
+}
 
-int main(int argc, char** argv) {
+// What one reading of the command line (and of the file it names) gives.
+struct Loaded {
   ServerConfig cfg;
+  ProgramSettings program;
+  std::string config_file;  // empty: none
+  bool check = false;
+  std::optional<int> exit_code;  // set: end now with this code (help, version, error)
+  std::string error;             // why, when there is one to print
+};
+
+// Reads the configuration file named by --config (if any), then the flags
+// over it: a flag given on the command line wins over the file. Called again
+// on SIGHUP with the same argv, so a reload re-reads the file and keeps the
+// command line's word.
+Loaded load(int argc, char** argv, bool quiet) {
+  Loaded out;
+  ServerConfig& cfg = out.cfg;
+
+  {
+    // First pass: only --config, to read the file before the flags.
+    CLI::App pre;
+    pre.allow_extras();
+    pre.set_help_flag();
+    pre.add_option("--config", out.config_file);
+    try {
+      pre.parse(argc, argv);
+    } catch (const CLI::ParseError&) {
+      // The full parser below reports it.
+    }
+  }
+  if (!out.config_file.empty()) {
+    try {
+      h2loop::config::applyConfigFile(out.config_file, cfg, out.program);
+    } catch (const h2loop::config::ConfigError& e) {
+      out.error = e.what();
+      out.exit_code = 2;
+      return out;
+    }
+  }
+
   std::vector<std::string> listen;
-  std::string log_level = "info";
-  std::string root;
-  std::string cert, key;
-  double handshake_timeout = 10, idle_timeout = 60, write_timeout = 30, drain_timeout = 10,
-         header_timeout = 10;
+  std::string root = cfg.root.string();
+  std::string cert = cfg.cert.string(), key = cfg.key.string();
+  std::string access_log_file = out.program.access_log_file.string();
+  double handshake_timeout = asSeconds(cfg.handshake_timeout),
+         idle_timeout = asSeconds(cfg.idle_timeout), write_timeout = asSeconds(cfg.write_timeout),
+         drain_timeout = asSeconds(cfg.drain_timeout),
+         header_timeout = asSeconds(cfg.header_timeout);
   uint32_t max_streams = cfg.session.max_concurrent_streams;
   int64_t ws_ping_ms = cfg.websocket_options.ping_interval.count();
   int64_t ws_pong_ms = cfg.websocket_options.pong_timeout.count();
@@ -57,14 +110,30 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.set_version_flag("--version", versions,
                        "print the versions of h2loop and of the libraries it runs with");
-  app.add_option("--listen", listen, "HOST:PORT to listen on (repeatable; [::1]:8443 for IPv6)")
-      ->default_str("127.0.0.1:8443");
-  app.add_option("--root", root, "document root to serve")
-      ->required()
+  app.add_option("--config", out.config_file,
+                 "TOML configuration file (flags given here win over it; SIGHUP re-reads it)");
+  app.add_flag("--check", out.check,
+               "check the configuration (file, flags, certificate, root), print it and exit");
+  auto* listen_opt =
+      app.add_option("--listen", listen, "HOST:PORT to listen on (repeatable; [::1]:8443 for IPv6)")
+          ->default_str("127.0.0.1:8443");
+  app.add_option("--root", root, "document root to serve (required here or in the file)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--cert", cert, "TLS certificate chain (PEM); without --cert/--key: h2c");
   app.add_option("--key", key, "TLS private key (PEM)");
   app.add_option("--tls13-ciphers", cfg.tls13_ciphers, "TLS 1.3 cipher suites (OpenSSL syntax)");
+  app.add_option(
+      "--tls12-ciphers", cfg.tls12_ciphers,
+      "TLS 1.2 cipher list (OpenSSL syntax; default: ECDHE with AEAD, as RFC 9113 asks)");
+  app.add_option("--tls-min-version", cfg.tls_min_version, "lowest TLS version accepted")
+      ->check(CLI::IsMember({"1.2", "1.3"}));
+  app.add_option("--tls-ticket-key", cfg.tls_ticket_key_files,
+                 "session ticket key file, 80 bytes (repeatable: the first issues, all resume; "
+                 "default: a key of the process's own)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--ocsp-response", cfg.tls_ocsp_response,
+                 "DER OCSP response to staple (re-read on SIGHUP)")
+      ->check(CLI::ExistingFile);
   app.add_option("--event-loop", cfg.event_loop, "event loop backend")
       ->check(CLI::IsMember(backends));
   app.add_option("--workers", cfg.workers, "worker threads, each with its own loop and listener")
@@ -73,9 +142,33 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{1} << 24));
   app.add_option("--max-concurrent-streams", max_streams, "SETTINGS_MAX_CONCURRENT_STREAMS")
       ->check(CLI::Range(1u, 100000u));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
+  app.add_option("--log-level", out.program.log_level,
+                 "trace, debug, info, warn, error, critical, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_flag("--access-log", cfg.access_log, "log one line per request");
+  app.add_option_function<std::vector<std::string>>(
+         "--proxy-protocol-from",
+         [&cfg](const std::vector<std::string>& v) {
+           cfg.proxy_protocol_from.clear();
+           for (const std::string& s : v) {
+             std::string err;
+             auto c = h2loop::net::Cidr::parse(s, &err);
+             if (!c) throw CLI::ValidationError("--proxy-protocol-from", err);
+             cfg.proxy_protocol_from.push_back(*c);
+           }
+         },
+         "CIDR of a load balancer that sends the PROXY protocol (v1/v2; repeatable). Given: "
+         "every listener requires the header, from these sources only")
+      ->take_all();
+  auto* access_file_opt = app.add_option(
+      "--access-log-file", access_log_file,
+      "write the access lines to this file instead of the log (implies --access-log; "
+      "SIGUSR1 reopens it)");
+  app.add_option("--max-ranges", cfg.static_files.max_ranges,
+                 "static files: ranges per request at most (more: a full 200; 0: no ranges)")
+      ->check(CLI::Range(size_t{0}, size_t{10'000}));
+  app.add_flag("--precompressed,!--no-precompressed", cfg.static_files.precompressed,
+               "static files: serve FILE.br / FILE.gz when the client accepts them");
   app.add_option("--metrics-path", cfg.metrics_path, "serve Prometheus metrics at this path (off)");
   app.add_option("--websocket-echo", cfg.websocket_echo,
                  "serve a WebSocket echo at this path (RFC 6455 and, over h2, RFC 8441) (off)");
@@ -103,9 +196,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--drain-timeout", drain_timeout, "seconds in-flight streams get at shutdown")
       ->check(CLI::PositiveNumber);
-  app.add_option("--output-high-watermark", cfg.output_high_watermark,
-                 "bytes buffered per connection before the session stops producing")
-      ->check(CLI::Range(size_t{16384}, size_t{16} << 20));
+  auto* high_opt =
+      app.add_option("--output-high-watermark", cfg.output_high_watermark,
+                     "bytes buffered per connection before the session stops producing")
+          ->check(CLI::Range(size_t{16384}, size_t{16} << 20));
   app.add_option(
          "--kernel-unsent-limit", cfg.kernel_unsent_limit,
          "bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT; 0 = unbounded)")
@@ -114,27 +208,38 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // At start-up CLI11 prints it (and --help, --version); on reload it
+    // goes to the log.
+    if (quiet) out.error = e.what();
+    out.exit_code = quiet ? 2 : app.exit(e);
+    return out;
   }
 
-  spdlog::set_default_logger(spdlog::stderr_color_mt("h2loop"));
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
-
-  if (listen.empty()) listen.emplace_back("127.0.0.1:8443");
-  for (const std::string& l : listen) {
-    auto hp = h2loop::net::parseHostPort(l);
-    if (!hp.ok()) {
-      std::fprintf(stderr, "h2loop: --listen %s: %s\n", l.c_str(), hp.error.c_str());
-      return 2;
+  if (listen_opt->count() > 0) {
+    cfg.listen.clear();
+    for (const std::string& l : listen) {
+      auto hp = h2loop::net::parseHostPort(l);
+      if (!hp.ok()) {
+        out.error = fmt::format("--listen {}: {}", l, hp.error);
+        out.exit_code = 2;
+        return out;
+      }
+      cfg.listen.push_back({hp.host, hp.port});
     }
-    cfg.listen.push_back({hp.host, hp.port});
+  }
+  if (cfg.listen.empty()) cfg.listen.push_back({"127.0.0.1", 8443});
+  if (root.empty()) {
+    out.error = "--root is required (or root in the configuration file)";
+    out.exit_code = 2;
+    return out;
   }
   cfg.root = root;
   cfg.cert = cert;
   cfg.key = key;
+  if (access_file_opt->count() > 0) cfg.access_log = true;
+  out.program.access_log_file = cfg.access_log ? access_log_file : "";
   cfg.session.max_concurrent_streams = max_streams;
-  cfg.output_low_watermark = cfg.output_high_watermark / 4;
+  if (high_opt->count() > 0) cfg.output_low_watermark = cfg.output_high_watermark / 4;
   cfg.handshake_timeout = seconds(handshake_timeout);
   cfg.idle_timeout = seconds(idle_timeout);
   cfg.header_timeout = seconds(header_timeout);
@@ -142,6 +247,157 @@ int main(int argc, char** argv) {
   cfg.drain_timeout = seconds(drain_timeout);
   cfg.websocket_options.ping_interval = std::chrono::milliseconds(ws_ping_ms);
   cfg.websocket_options.pong_timeout = std::chrono::milliseconds(ws_pong_ms);
+  return out;
+}
+
+// --check: what start-up would refuse, without binding any port.
+int check(const Loaded& l) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(l.cfg.root, ec)) {
+    std::fprintf(stderr, "h2loop: root %s: not a directory\n", l.cfg.root.c_str());
+    return 2;
+  }
+  if (l.cfg.cert.empty() != l.cfg.key.empty()) {
+    std::fprintf(stderr, "h2loop: a certificate and a key go together (neither: h2c)\n");
+    return 2;
+  }
+  try {
+    if (!l.cfg.cert.empty()) {
+      h2loop::net::TlsOptions opts;
+      opts.cert_file = l.cfg.cert;
+      opts.key_file = l.cfg.key;
+      opts.tls13_ciphersuites = l.cfg.tls13_ciphers;
+      if (!l.cfg.tls12_ciphers.empty()) opts.tls12_ciphers = l.cfg.tls12_ciphers;
+      opts.min_version = l.cfg.tls_min_version;
+      opts.ticket_key_files = l.cfg.tls_ticket_key_files;
+      opts.ocsp_response_file = l.cfg.tls_ocsp_response;
+      (void)h2loop::net::TlsContext(opts);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "h2loop: %s\n", e.what());
+    return 2;
+  }
+  std::fputs(h2loop::config::effectiveConfig(l.cfg, l.program).c_str(), stdout);
+  std::fprintf(stderr, "h2loop: configuration OK\n");
+  return 0;
+}
+
+// Sockets passed by systemd (socket activation, or systemd-socket-activate):
+// listening sockets from SD_LISTEN_FDS_START on, made non-blocking here.
+std::vector<int> inheritedListeners() {
+  std::vector<int> fds;
+  const int n = sd_listen_fds(/*unset_environment=*/1);
+  if (n < 0) {
+    spdlog::error("socket activation: {}", h2loop::net::errnoString(-n));
+    return fds;
+  }
+  for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, /*listening=*/1) <= 0) {
+      throw std::runtime_error(
+          fmt::format("socket activation: fd {} is not a listening TCP socket", fd));
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+      throw std::runtime_error(
+          fmt::format("socket activation: fd {}: {}", fd, h2loop::net::errnoString(errno)));
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+void applyProgramSettings(const ProgramSettings& p) {
+  spdlog::set_level(spdlog::level::from_str(p.log_level));
+  h2loop::server::setAccessLogFile(p.access_log_file);
+}
+
+// The watchdog (WatchdogSec= in the unit): WATCHDOG=1 goes out only when
+// every worker's loop ran a posted task since the last one, so a stuck loop
+// gets the service restarted, not just a stuck main thread.
+class Watchdog {
+ public:
+  explicit Watchdog(h2loop::server::Server& server) : server_(server) {
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+      interval_ = std::chrono::microseconds(usec / 2);
+      acks_ = std::make_shared<std::atomic<size_t>>(0);
+    }
+  }
+  // How long sigwait may block before tick() is due.
+  [[nodiscard]] std::optional<std::chrono::microseconds> interval() const {
+    return acks_ ? std::optional(interval_) : std::nullopt;
+  }
+  void tick() {
+    if (!acks_) return;
+    const size_t workers = server_.workerCount();
+    if (acks_->exchange(0) >= workers || first_) {
+      sd_notify(0, "WATCHDOG=1");
+    } else {
+      spdlog::warn("watchdog: a worker's loop did not answer within {} ms; not notifying",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count());
+    }
+    first_ = false;
+    for (size_t i = 0; i < workers; ++i)
+      server_.worker(i).loop().post([acks = acks_] { acks->fetch_add(1); });
+  }
+
+ private:
+  h2loop::server::Server& server_;
+  std::chrono::microseconds interval_{0};
+  std::shared_ptr<std::atomic<size_t>> acks_;
+  bool first_ = true;
+};
+
+void notifyReloading() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t usec = uint64_t(ts.tv_sec) * 1'000'000 + uint64_t(ts.tv_nsec) / 1000;
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(usec));
+}
+
+// SIGHUP: the file and the certificates again, for connections from now on.
+void reload(h2loop::server::Server& server, int argc, char** argv) {
+  notifyReloading();
+  spdlog::info("SIGHUP: reloading the configuration");
+  Loaded next = load(argc, argv, /*quiet=*/true);
+  if (next.exit_code) {
+    server.countFailedReload();
+    spdlog::error("reload failed, the running configuration stays: {}", next.error);
+    sd_notify(0, "READY=1");
+    return;
+  }
+  try {
+    const std::vector<std::string> kept = server.reload(next.cfg);
+    applyProgramSettings(next.program);
+    if (!kept.empty()) {
+      spdlog::warn("reload: {} changed; that takes a restart (the running value stays)",
+                   fmt::join(kept, ", "));
+    }
+    spdlog::info("reload done: new connections use the new configuration and certificates");
+  } catch (const std::exception& e) {
+    spdlog::error("reload failed, the running configuration stays: {}", e.what());
+  }
+  sd_notify(0, "READY=1");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Loaded loaded = load(argc, argv, /*quiet=*/false);
+  if (!loaded.error.empty()) std::fprintf(stderr, "h2loop: %s\n", loaded.error.c_str());
+  if (loaded.exit_code) return *loaded.exit_code;
+  if (loaded.check) return check(loaded);
+  ServerConfig& cfg = loaded.cfg;
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("h2loop"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+  try {
+    applyProgramSettings(loaded.program);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "h2loop: %s\n", e.what());
+    return 1;
+  }
 
   // Signals are taken synchronously by this thread; the workers inherit the mask.
   ::signal(SIGPIPE, SIG_IGN);
@@ -149,26 +405,58 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   try {
+    cfg.listen_fds = inheritedListeners();
     h2loop::server::Server server(cfg);
     server.start();
     std::string where;
-    for (size_t i = 0; i < cfg.listen.size(); ++i) {
-      const auto& l = cfg.listen[i];
-      const bool v6 = l.host.find(':') != std::string::npos;
-      where += fmt::format("{}{}{}{}:{}", where.empty() ? "" : ", ", v6 ? "[" : "", l.host,
-                           v6 ? "]" : "", server.ports()[i]);
-    }
-    spdlog::info("h2loop listening on {} ({}, {} loop, {} worker(s), root {})", where,
+    const auto& addrs = server.listening();
+    for (const std::string& a : addrs)
+      where += (where.empty() ? "" : ", ") + a;
+    spdlog::info("h2loop listening on {}{} ({}, {} loop, {} worker(s), root {})", where,
+                 cfg.listen_fds.empty() ? "" : " (sockets from systemd)",
                  cfg.cert.empty() ? (cfg.http1 ? "h2c, http/1.1" : "h2c")
                                   : (cfg.http1 ? "TLS: h2, http/1.1" : "TLS: h2"),
                  cfg.event_loop, cfg.workers, cfg.root.string());
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where.c_str());
+    Watchdog watchdog(server);
+    watchdog.tick();
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+      if (auto every = watchdog.interval()) {
+        const auto s = std::chrono::duration_cast<std::chrono::seconds>(*every);
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*every - s);
+        timespec ts{static_cast<time_t>(s.count()), static_cast<long>(ns.count())};
+        siginfo_t info;
+        sig = sigtimedwait(&signals, &info, &ts);
+        if (sig < 0) {
+          watchdog.tick();
+          continue;
+        }
+      } else if (sigwait(&signals, &sig) != 0) {
+        continue;
+      }
+      if (sig == SIGHUP) {
+        reload(server, argc, argv);
+      } else if (sig == SIGUSR1) {
+        std::string error;
+        if (h2loop::server::reopenAccessLog(error)) {
+          spdlog::info("SIGUSR1: access log reopened");
+        } else {
+          spdlog::error("SIGUSR1: access log not reopened (lines go on to the old file): {}",
+                        error);
+        }
+      } else {
+        break;
+      }
+    }
+    sd_notify(0, "STOPPING=1");
     spdlog::info("{}: graceful shutdown (drain timeout {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                 drain_timeout);
+                 asSeconds(server.currentDrainTimeout()));
     server.shutdown();
     server.wait();
     spdlog::info("h2loop stopped");

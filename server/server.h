@@ -2,6 +2,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "server/config.h"
@@ -31,8 +33,23 @@ class Server {
   // Waits until every worker has finished.
   void wait();
 
+  // Reload: connections accepted from now on run with `next` and a TLS
+  // context built anew from its certificate and key files (re-read even if
+  // their names did not change); open connections and their streams keep
+  // what they were accepted under. What only a restart can change (see
+  // restartOnly()) keeps its running value, and each such key is returned.
+  // Throws std::runtime_error (and changes nothing) when the new TLS context
+  // cannot be built. Any thread; counted in h2loop_config_reloads_total.
+  std::vector<std::string> reload(ServerConfig next);
+  // Counts a reload that failed before reaching reload() (a bad file).
+  void countFailedReload() { shared_.reloads_failed.fetch_add(1, std::memory_order_relaxed); }
+
   // The port each --listen address got (resolves port 0).
   [[nodiscard]] const std::vector<uint16_t>& ports() const { return ports_; }
+  // Each listening address as HOST:PORT ([v6]:PORT), in the order of ports().
+  [[nodiscard]] const std::vector<std::string>& listening() const { return listening_; }
+  // The drain timeout of the latest (re)load.
+  [[nodiscard]] std::chrono::milliseconds currentDrainTimeout();
   [[nodiscard]] const ServerConfig& config() const { return config_; }
   [[nodiscard]] Worker& worker(size_t i) { return *workers_[i]; }
   [[nodiscard]] size_t workerCount() const { return workers_.size(); }
@@ -42,9 +59,14 @@ class Server {
 
   ServerConfig config_;
   ev::Loop* embedded_ = nullptr;
-  std::unique_ptr<net::TlsContext> tls_;
+  std::shared_ptr<const Settings> current_;
+  // Session tickets without key files: one key for the server's life, so
+  // that the tickets it issued still resume after a reload.
+  std::string ticket_key_;
+  std::mutex reload_mutex_;
   ServerShared shared_;
   std::vector<uint16_t> ports_;
+  std::vector<std::string> listening_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

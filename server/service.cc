@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "server/access_log.h"
 #include "server/worker.h"
 
 namespace h2loop::server {
@@ -30,7 +31,8 @@ Service::Service(Worker& worker, std::shared_ptr<const http::RouteTable> routes)
   for (size_t i = 0; i < all.size(); ++i) {
     if (all[i].kind != Router::Route::Kind::kFiles) continue;
     files_[i] = std::make_unique<StaticFiles>(
-        all[i].root, FileCacheConfig{cfg.file_cache_ttl_ms, cfg.file_cache_entries});
+        all[i].root, FileCacheConfig{cfg.file_cache_ttl_ms, cfg.file_cache_entries},
+        cfg.static_files);
     file_list_.push_back(files_[i].get());
   }
 }
@@ -58,6 +60,7 @@ void Service::onRequest(h2::Stream& stream, http::detail::ConnectionView& conn) 
   c.streams_active.add(1);
   RequestRecord* record = takeRecord();
   record->start = worker_.loop().now();
+  record->conn = &conn;
   stream.setUser(record);
 
   const std::string_view target = stream.path();
@@ -123,8 +126,9 @@ void Service::onRequestClosed(h2::Stream& stream, uint32_t error_code, bool conn
   if (worker_.config().access_log) {
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - record->start);
-    spdlog::info("access: {} {} {} {} {}us stream={} err={}", stream.method(), stream.path(),
-                 record->status, record->bytes, us.count(), stream.id(), error_code);
+    accessLogger()->info("access: {} {} {} {} {}us stream={} err={} peer={}", stream.method(),
+                         stream.path(), record->status, record->bytes, us.count(), stream.id(),
+                         error_code, record->conn != nullptr ? record->conn->peerAddress() : "");
   }
   free_records_.emplace_back(record);
 }
@@ -157,9 +161,16 @@ void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_vi
     rest.copy(scratch_path_.data() + 1, rest.size());
     path = scratch_path_;
   }
-  StaticResponse resp = files.handle(stream.method(), path, header("if-none-match"),
-                                     header("if-modified-since"), wallMillis());
-  std::array<h2::Header, 8> headers;
+  StaticRequest req;
+  req.method = stream.method();
+  req.path = path;
+  req.if_none_match = header("if-none-match");
+  req.if_modified_since = header("if-modified-since");
+  req.range = header("range");
+  req.if_range = header("if-range");
+  req.accept_encoding = header("accept-encoding");
+  StaticResponse resp = files.handle(req, wallMillis());
+  std::array<h2::Header, 14> headers;
   size_t n = 0;
   headers[n++] = {"server", "h2loop"};
   headers[n++] = {"date", worker_.httpDate()};
@@ -168,16 +179,23 @@ void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_vi
   if (!resp.last_modified.view().empty())
     headers[n++] = {"last-modified", resp.last_modified.view()};
   if (resp.allow_header) headers[n++] = {"allow", kAllowedMethods};
+  if (resp.accept_ranges) headers[n++] = {"accept-ranges", "bytes"};
+  if (!resp.content_range.empty()) headers[n++] = {"content-range", resp.content_range.view()};
+  if (!resp.content_encoding.empty()) headers[n++] = {"content-encoding", resp.content_encoding};
+  if (resp.vary) headers[n++] = {"vary", "accept-encoding"};
 
   h2::ResponseBody body = h2::ResponseBody::none();
-  if (resp.file) {
+  if (resp.file && !resp.pieces.empty()) {
+    // multipart/byteranges: part headers from memory, file bytes read as for a 200.
+    body = h2::ResponseBody::filePieces(resp.file.get(), resp.pieces, resp.parts_text);
+  } else if (resp.file) {
     // Straight into the output: copied from the cache's memory for small
     // files (FileHandle::memory()), pread for the others.
     body = h2::ResponseBody::file(resp.file.get(), static_cast<uint64_t>(resp.offset),
                                   static_cast<uint64_t>(resp.content_length));
   } else if (!resp.body.empty()) {
     body = h2::ResponseBody::bytes(resp.body);
-  } else if (resp.content_length >= 0 && resp.status == 200) {
+  } else if (resp.content_length >= 0 && (resp.status == 200 || resp.status == 206)) {
     // HEAD or an empty file: headers only, with the real length.
     static thread_local char len[24];
     const int w =

@@ -53,6 +53,8 @@ class Service {
     int status = 0;
     uint64_t bytes = 0;
     std::shared_ptr<http::detail::Exchange> exchange;  // application routes
+    // Its connection, alive until after onRequestClosed() (the access log's peer).
+    const http::detail::ConnectionView* conn = nullptr;
   };
   RequestRecord* takeRecord();
   static RequestRecord* recordOf(h2::Stream& stream);

@@ -37,6 +37,7 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
                ev::Loop* embedded)
     : shared_(shared),
       index_(index),
+      settings_(shared.settings),
       owned_loop_(embedded == nullptr ? ev::makeLoop(shared.config->event_loop) : nullptr),
       loop_(embedded != nullptr ? embedded : owned_loop_.get()),
       pool_(std::make_unique<h2::StreamPool>(poolCapacity(*shared.config))),
@@ -198,7 +199,7 @@ void Worker::onAcceptable(Listener& l) {
     }
     (void)net::setNoDelay(fd);
     if (cfg.kernel_unsent_limit > 0) (void)net::setNotSentLowat(fd, cfg.kernel_unsent_limit);
-    std::unique_ptr<net::Transport> transport = shared_.transport_factory(fd, shared_.tls);
+    std::unique_ptr<net::Transport> transport = shared_.transport_factory(fd, settings_->tls.get());
     auto* c = new Connection(*this, fd, std::move(transport));
     c->next_ = connections_;
     if (connections_ != nullptr) connections_->prev_ = c;
@@ -208,6 +209,11 @@ void Worker::onAcceptable(Listener& l) {
     counters_.connections_total.add(1);
     c->start();
   }
+}
+
+void Worker::setSettings(std::shared_ptr<const Settings> next) {
+  // The old generation lives on in the connections that hold it.
+  loop_->post([this, next = std::move(next)]() mutable { settings_ = std::move(next); });
 }
 
 void Worker::connectionDestroyed(Connection* c) {
@@ -333,6 +339,15 @@ std::string Worker::metricsText() const {
   metric("h2loop_websocket_messages_sent_total", "counter", "WebSocket messages queued.",
          app(&ExchangeCounters::ws_messages_out));
   metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", net::countOpenFds());
+  out += "# HELP h2loop_config_reloads_total Configuration reloads (SIGHUP) by result.\n";
+  out += "# TYPE h2loop_config_reloads_total counter\n";
+  out += fmt::format("h2loop_config_reloads_total{{result=\"ok\"}} {}\n",
+                     shared_.reloads_ok.load(std::memory_order_relaxed));
+  out += fmt::format("h2loop_config_reloads_total{{result=\"failed\"}} {}\n",
+                     shared_.reloads_failed.load(std::memory_order_relaxed));
+  metric("h2loop_config_generations", "gauge",
+         "Configurations alive: the current one, and older ones open connections still run on.",
+         shared_.generationsAlive());
   out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
   out += "# TYPE h2loop_connections_closed_total counter\n";
   for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
@@ -341,6 +356,20 @@ std::string Worker::metricsText() const {
       total += w->counters_.closed[r].get();
     out += fmt::format("h2loop_connections_closed_total{{reason=\"{}\"}} {}\n",
                        toString(static_cast<CloseReason>(r)), total);
+  }
+  metric("h2loop_proxy_protocol_accepted_total", "counter",
+         "PROXY protocol headers accepted (their client address replaced the peer's).",
+         sum(&WorkerCounters::proxy_accepted));
+  out +=
+      "# HELP h2loop_proxy_protocol_rejected_total Connections refused for the PROXY "
+      "protocol.\n";
+  out += "# TYPE h2loop_proxy_protocol_rejected_total counter\n";
+  for (size_t r = 0; r < static_cast<size_t>(ProxyReject::kCount); ++r) {
+    int64_t total = 0;
+    for (const Worker* w : shared_.workers)
+      total += w->counters_.proxy_rejected[r].get();
+    out += fmt::format("h2loop_proxy_protocol_rejected_total{{reason=\"{}\"}} {}\n",
+                       toString(static_cast<ProxyReject>(r)), total);
   }
   return out;
 }

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,10 +37,30 @@ std::unique_ptr<net::Transport> makeDefaultTransport(int fd, const net::TlsConte
 // What the workers of one server share. Read-mostly; the connection count is
 // the only thing written by all of them.
 struct ServerShared {
+  // The configuration the server started with: what only a restart changes
+  // (listeners, workers, loop, routes, pool and buffer sizes).
   const ServerConfig* config = nullptr;
-  const net::TlsContext* tls = nullptr;  // nullptr: h2c
-  std::atomic<int64_t> connections{0};   // over all workers, against max_connections
-  std::vector<Worker*> workers;          // for the metrics endpoint
+  // The first generation, until the workers have it (Worker::setSettings()
+  // moves a worker on).
+  std::shared_ptr<const Settings> settings;
+  std::atomic<uint64_t> reloads_ok{0};
+  std::atomic<uint64_t> reloads_failed{0};
+  // Every generation made, to count those still alive (held by the server
+  // or by a connection): one, once no connection runs on an older one.
+  void addGeneration(const std::shared_ptr<const Settings>& s) {
+    std::lock_guard lock(generations_mutex);
+    std::erase_if(generations, [](const auto& w) { return w.expired(); });
+    generations.push_back(s);
+  }
+  [[nodiscard]] int64_t generationsAlive() {
+    std::lock_guard lock(generations_mutex);
+    return std::count_if(generations.begin(), generations.end(),
+                         [](const auto& w) { return !w.expired(); });
+  }
+  std::mutex generations_mutex;
+  std::vector<std::weak_ptr<const Settings>> generations;
+  std::atomic<int64_t> connections{0};  // over all workers, against max_connections
+  std::vector<Worker*> workers;         // for the metrics endpoint
   TransportFactory transport_factory = makeDefaultTransport;
   std::shared_ptr<const http::RouteTable> routes;
   // Embedded servers: runs on the loop thread when the shutdown completed
@@ -80,7 +102,12 @@ class Worker {
   [[nodiscard]] StaticFiles& files() { return *service_->fileServices().front(); }
   // What serves this worker's requests (files, metrics, access log).
   [[nodiscard]] Service& service() { return *service_; }
-  [[nodiscard]] const ServerConfig& config() const { return *shared_.config; }
+  // The current generation's configuration (a connection keeps its own).
+  [[nodiscard]] const ServerConfig& config() const { return settings_->config; }
+  [[nodiscard]] const std::shared_ptr<const Settings>& settings() const { return settings_; }
+  // New connections of this worker use `next` from now on. Any thread (it is
+  // carried to the loop thread).
+  void setSettings(std::shared_ptr<const Settings> next);
   [[nodiscard]] WorkerCounters& counters() { return counters_; }
   [[nodiscard]] const WorkerCounters& counters() const { return counters_; }
   [[nodiscard]] bool shuttingDown() const { return shutting_down_; }
@@ -123,6 +150,7 @@ class Worker {
 
   ServerShared& shared_;
   unsigned index_;
+  std::shared_ptr<const Settings> settings_;
   std::unique_ptr<ev::Loop> owned_loop_;  // null when embedded
   ev::Loop* loop_;
   std::unique_ptr<h2::StreamPool> pool_;
