@@ -275,21 +275,6 @@ bool anyContains(const std::vector<Cidr>& list, const sockaddr* sa) {
   return std::any_of(list.begin(), list.end(), [sa](const Cidr& c) { return c.contains(sa); });
 }
 
-std::string formatAddress(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    return fmt::format("{}:{}", host, ntohs(a->sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return fmt::format("[{}]:{}", host, ntohs(a->sin6_port));
-  }
-  return {};
-}
-
 ProxyParseResult parseProxyHeader(std::span<const uint8_t> data) {
   if (data.empty()) return needMore();
   if (data[0] == 'P') return parseV1(data);

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net/socket_util.h"
+
 namespace h2loop::net {
 
 // An address block: "127.0.0.0/8", "::1/128", "10.1.2.3" (a /32), "::1" (a /128).
@@ -36,8 +38,7 @@ struct Cidr {
 
 [[nodiscard]] bool anyContains(const std::vector<Cidr>& list, const sockaddr* sa);
 
-// "1.2.3.4:80", "[::1]:80" (the format of net::peerAddress); empty for other families.
-[[nodiscard]] std::string formatAddress(const sockaddr_storage& ss);
+// formatAddress() (net/socket_util.h) prints the addresses of a ProxyHeader.
 
 // v1: "PROXY TCP4|TCP6|UNKNOWN ...\r\n", at most 107 bytes with the CRLF.
 inline constexpr size_t kProxyV1MaxLength = 107;

@@ -259,6 +259,10 @@ std::string peerAddress(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (fd < 0 || ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  return formatAddress(ss);
+}
+
+std::string formatAddress(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET) {
     const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +38,8 @@ namespace h2loop::net {
 // The peer of a connected socket: "127.0.0.1:54321", "[::1]:54321"; empty
 // when it cannot be had (not connected any more).
 [[nodiscard]] std::string peerAddress(int fd);
+// "1.2.3.4:80", "[::1]:80" (as peerAddress()); empty for other families.
+[[nodiscard]] std::string formatAddress(const sockaddr_storage& ss);
 // The socket's pending error (SO_ERROR, which reading clears), e.g.
 // ECONNRESET after the peer's RST; 0 if none, or errno if it cannot be had.
 [[nodiscard]] int socketError(int fd);
