@@ -368,8 +368,17 @@ void reload(h2loop::server::Server& server, int argc, char** argv) {
     return;
   }
   try {
+    // The access log file first: when it cannot be opened, nothing changes.
+    h2loop::server::setAccessLogFile(next.program.access_log_file);
+  } catch (const std::exception& e) {
+    server.countFailedReload();
+    spdlog::error("reload failed, the running configuration stays: {}", e.what());
+    sd_notify(0, "READY=1");
+    return;
+  }
+  try {
     const std::vector<std::string> kept = server.reload(next.cfg);
-    applyProgramSettings(next.program);
+    spdlog::set_level(spdlog::level::from_str(next.program.log_level));
     if (!kept.empty()) {
       spdlog::warn("reload: {} changed; that takes a restart (the running value stays)",
                    fmt::join(kept, ", "));
