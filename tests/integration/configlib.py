@@ -3,6 +3,7 @@
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -22,6 +23,19 @@ def make_certificate(directory, cn):
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
         check=True, capture_output=True)
     return cert, key
+
+
+def live_certificates(directory):
+    """Two certificates and the pair of file names the server is given
+    ("live"), holding the first; swap(i) copies certificate i over them."""
+    certs = [make_certificate(directory, "one"), make_certificate(directory, "two")]
+    live = os.path.join(directory, "live.pem"), os.path.join(directory, "live.key")
+
+    def swap(i):
+        shutil.copy(certs[i][0], live[0])
+        shutil.copy(certs[i][1], live[1])
+    swap(0)
+    return certs, live, swap
 
 
 def der(cert_path):

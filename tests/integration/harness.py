@@ -180,6 +180,19 @@ class Server:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def log_count(self, pattern):
+        """Lines of the server's log so far that match the regex `pattern`."""
+        return len(re.findall(pattern, self.log_text()))
+
+    def wait_log(self, pattern, count=1, timeout=10):
+        """Waits until `pattern` has matched `count` times in the log."""
+        deadline = time.monotonic() + timeout
+        while self.log_count(pattern) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError("log line /%s/ not seen %d time(s):\n%s"
+                                     % (pattern, count, self.log_text()[-3000:]))
+            time.sleep(0.05)
+
     def stop(self, timeout=30):
         """SIGTERM (graceful shutdown); returns the exit status."""
         if self.proc is None or self.proc.poll() is not None:

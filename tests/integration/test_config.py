@@ -21,8 +21,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from configlib import (ConfigServer, base_config, der, make_certificate, ocsp_setup,  # noqa: E402
-                       served_certificate, ticket_key, tls_session)
+from configlib import (ConfigServer, base_config, der, live_certificates,  # noqa: E402
+                       make_certificate, ocsp_setup, served_certificate, ticket_key, tls_session)
 from harness import BIN, LOOP, TLS, H2Client  # noqa: E402
 
 
@@ -120,18 +120,13 @@ class Reload(unittest.TestCase):
     def test_new_certificate_for_new_connections_and_the_open_one_goes_on(self):
         if not TLS:
             self.skipTest("certificates: TLS only")
-        one = make_certificate(self.dir, "one")
-        two = make_certificate(self.dir, "two")
-        live = os.path.join(self.dir, "live.pem"), os.path.join(self.dir, "live.key")
-        shutil.copy(one[0], live[0])
-        shutil.copy(one[1], live[1])
+        (one, two), live, swap = live_certificates(self.dir)
         s = self.start(base_config(self.dir, cert=live[0], key=live[1]))
         self.assertEqual(served_certificate(s.port), der(one[0]))
         old = H2Client(s)
         self.assertEqual(old.get("/index.html")["status"], 200)
         # Same file names, new contents: a reload re-reads them.
-        shutil.copy(two[0], live[0])
-        shutil.copy(two[1], live[1])
+        swap(1)
         s.reload()
         self.assertEqual(served_certificate(s.port), der(two[0]))
         # The connection made before goes on, with the certificate it had.
@@ -197,11 +192,7 @@ class Reload(unittest.TestCase):
 
     def test_reloads_under_load_fail_no_request(self):
         if TLS:
-            one = make_certificate(self.dir, "one")
-            two = make_certificate(self.dir, "two")
-            live = os.path.join(self.dir, "live.pem"), os.path.join(self.dir, "live.key")
-            shutil.copy(one[0], live[0])
-            shutil.copy(one[1], live[1])
+            _, live, swap = live_certificates(self.dir)
             s = self.start(base_config(self.dir, cert=live[0], key=live[1]))
         else:
             s = self.start(base_config(self.dir))
@@ -224,9 +215,7 @@ class Reload(unittest.TestCase):
         try:
             for i in range(20):
                 if TLS:
-                    src = two if i % 2 == 0 else one
-                    shutil.copy(src[0], live[0])
-                    shutil.copy(src[1], live[1])
+                    swap((i + 1) % 2)
                 s.reload()
         finally:
             stop.set()

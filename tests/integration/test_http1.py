@@ -246,17 +246,6 @@ class Http1Case(ServerTestCase):
         status, _ = leaklib.served(self.server, "/index.html")
         self.assertEqual(status, 200)
 
-    def log_count(self, pattern):
-        return len(re.findall(pattern, self.server.log_text()))
-
-    def wait_log(self, pattern, count, timeout=5):
-        deadline = time.monotonic() + timeout
-        while self.log_count(pattern) < count:
-            if time.monotonic() > deadline:
-                self.fail("log line /%s/ not seen %d time(s):\n%s"
-                          % (pattern, count, self.server.log_text()[-3000:]))
-            time.sleep(0.05)
-
     def assert_error_response(self, r, status, reason):
         self.assertEqual((r.version, r.status, r.reason), ("HTTP/1.1", status, reason), r)
         self.assertEqual(r.all("connection"), ["close"], r.raw_head)
@@ -292,7 +281,7 @@ class Http1Case(ServerTestCase):
         before = leaklib.closed_counts(metrics.get())
         pattern = r"connection fd \d+: HTTP/1\.1 %s: %s" % (
             "(%s)" % "|".join(map(str, status)) if isinstance(status, tuple) else status, why or "")
-        logged = self.log_count(pattern)
+        logged = self.server.log_count(pattern)
         c = H1Conn(self.server)
         try:
             c.send(payload + (request("/sub/") if trailing else b""))
@@ -314,7 +303,7 @@ class Http1Case(ServerTestCase):
         finally:
             c.close()
             metrics.close()
-        self.wait_log(pattern, logged + 1)
+        self.server.wait_log(pattern, logged + 1)
         self.assert_still_serving(light=True)
 
 
@@ -341,7 +330,7 @@ class Interop(Http1Case):
         m = self.server.metrics()
         self.assertEqual(m["h2loop_http1_connections_total"] -
                          before["h2loop_http1_connections_total"], 1)
-        self.wait_log(r"access: GET /index\.html 200 ", 1)
+        self.server.wait_log(r"access: GET /index\.html 200 ", 1)
 
     def test_curl_http11_downloads_are_byte_identical(self):
         for name in ("1m.bin", "10m.bin"):
@@ -1170,7 +1159,7 @@ class Slowloris(Http1Case):
         every 200 ms: each is answered 408 and closed 1.5-4 s after its first
         byte (the trickle does not keep it alive), counted header_timeout."""
         pattern = r"connection fd \d+: HTTP/1\.1 408: request header timeout"
-        logged = self.log_count(pattern)
+        logged = self.server.log_count(pattern)
         before = self.counts()
         conns = [H1Conn(self.server) for _ in range(20)]
         try:
@@ -1184,7 +1173,7 @@ class Slowloris(Http1Case):
                            % took)
         self.assertLess(max(took), 4.0, "the trickle kept connections alive: %s" % took)
         self.assert_closed_exactly(before, "header_timeout", count=20)
-        self.wait_log(pattern, logged + 20)
+        self.server.wait_log(pattern, logged + 20)
         self.assert_still_serving()
 
     def test_timeout_runs_from_the_first_byte_of_each_head(self):

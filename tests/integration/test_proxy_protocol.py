@@ -9,11 +9,9 @@ header is taken before the TLS ClientHello or the HTTP/2 preface, also when
 both come in the same segment.
 """
 
-import re
 import socket
 import struct
 import sys
-import time
 import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,17 +69,6 @@ class ProxyProtocolTest(harness.ServerTestCase):
                                  "--access-log", "--handshake-timeout", "1.5").start()
 
     # -- helpers ---------------------------------------------------------
-    def log_count(self, pattern):
-        return len(re.findall(pattern, self.server.log_text()))
-
-    def wait_log(self, pattern, count=1, timeout=10):
-        deadline = time.monotonic() + timeout
-        while self.log_count(pattern) < count:
-            if time.monotonic() > deadline:
-                self.fail("log line /%s/ not seen %d time(s):\n%s"
-                          % (pattern, count, self.server.log_text()[-3000:]))
-            time.sleep(0.05)
-
     def rejected(self, reason, m=None):
         m = m or self.server.metrics()
         return m['h2loop_proxy_protocol_rejected_total{reason="%s"}' % reason]
@@ -132,7 +119,7 @@ class ProxyProtocolTest(harness.ServerTestCase):
             self.assert_closed_by_server(s)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        self.wait_log(r"from 127\.0\.0\.2:\d+: refused: the PROXY protocol is required and "
+        self.server.wait_log(r"from 127\.0\.0\.2:\d+: refused: the PROXY protocol is required and "
                       r"127\.0\.0\.2:\d+ is not a trusted source")
         self.server.wait_for(lambda m: self.rejected("untrusted_source", m) == before + 1,
                              what="untrusted_source counted")
@@ -143,7 +130,7 @@ class ProxyProtocolTest(harness.ServerTestCase):
         s = self.connect_from(TRUSTED)
         s.sendall(self.first_bytes())
         self.assert_closed_by_server(s)
-        self.wait_log(r"from 127\.0\.0\.3:\d+: refused: bad PROXY header: no PROXY header")
+        self.server.wait_log(r"from 127\.0\.0\.3:\d+: refused: bad PROXY header: no PROXY header")
         self.server.wait_for(lambda m: self.rejected("malformed", m) == before + 1,
                              what="malformed counted")
 
@@ -163,16 +150,16 @@ class ProxyProtocolTest(harness.ServerTestCase):
             self.assert_closed_by_server(s)
             self.server.wait_for(lambda m: self.rejected("malformed", m) == before + i + 1,
                                  what="bad header %d counted" % i)
-        self.wait_log(r"refused: bad PROXY header: v1 header: bad port")
-        self.wait_log(r"refused: bad PROXY header: v1 header without CRLF within 107 bytes")
-        self.wait_log(r"refused: bad PROXY header: v2 header: length above the bound")
+        self.server.wait_log(r"refused: bad PROXY header: v1 header: bad port")
+        self.server.wait_log(r"refused: bad PROXY header: v1 header without CRLF within 107 bytes")
+        self.server.wait_log(r"refused: bad PROXY header: v2 header: length above the bound")
 
     def test_a_partial_header_ends_at_the_handshake_timeout_or_eof(self):
         before = self.rejected("timeout")
         s = self.connect_from(TRUSTED)
         s.sendall(b"PROXY TCP4 1.2.")
         self.assert_closed_by_server(s, timeout=10)
-        self.wait_log(r"refused: no complete PROXY header within the handshake timeout "
+        self.server.wait_log(r"refused: no complete PROXY header within the handshake timeout "
                       r"\(15 bytes of it came\)")
         self.server.wait_for(lambda m: self.rejected("timeout", m) == before + 1,
                              what="timeout counted")
@@ -192,7 +179,7 @@ class ProxyProtocolTest(harness.ServerTestCase):
         r = c.get("/index.html")
         self.assertEqual(r["status"], 200)
         c.close()
-        self.wait_log(r"access: GET /index\.html 200 .* peer=" + peer_pattern)
+        self.server.wait_log(r"access: GET /index\.html 200 .* peer=" + peer_pattern)
         m = self.server.metrics()
         self.assertEqual(m["h2loop_proxy_protocol_accepted_total"],
                          m0["h2loop_proxy_protocol_accepted_total"] + 2)  # ours and curl's

@@ -7,7 +7,6 @@ only the current generation is alive (every older one was freed with its last
 connection), and RSS has not grown with the reloads."""
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
-from configlib import ConfigServer, base_config, make_certificate  # noqa: E402
+from configlib import ConfigServer, base_config, live_certificates  # noqa: E402
 from harness import TLS  # noqa: E402
 
 RELOADS = 100
@@ -29,12 +28,8 @@ RSS_SLACK_KIB = 3 * 1024
 class ReloadUnderLoad(unittest.TestCase):
     def test_100_reloads_under_load_leave_nothing_behind(self):
         d = tempfile.mkdtemp(dir=harness.workdir())
-        certs = []
         if TLS:
-            certs = [make_certificate(d, "one"), make_certificate(d, "two")]
-            live = os.path.join(d, "live.pem"), os.path.join(d, "live.key")
-            shutil.copy(certs[0][0], live[0])
-            shutil.copy(certs[0][1], live[1])
+            _, live, swap = live_certificates(d)
             body = base_config(d, cert=live[0], key=live[1])
         else:
             body = base_config(d)
@@ -56,9 +51,7 @@ class ReloadUnderLoad(unittest.TestCase):
             def reloads(n, start):
                 for i in range(start, start + n):
                     if TLS:
-                        c = certs[i % 2]
-                        shutil.copy(c[0], live[0])
-                        shutil.copy(c[1], live[1])
+                        swap((i + 1) % 2)
                     s.reload()
 
             t = threading.Thread(target=load)
