@@ -268,6 +268,19 @@ std::string Worker::metricsText() const {
   };
   std::string out;
   out.reserve(4096);
+  // One counter per label value (an array member of the counters, summed).
+  auto sumAt = [&](auto member, size_t i) {
+    int64_t total = 0;
+    for (const Worker* w : shared_.workers)
+      total += (w->counters_.*member)[i].get();
+    return total;
+  };
+  auto labelled = [&](std::string_view name, std::string_view help, std::string_view label,
+                      size_t n, auto label_value, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    for (size_t i = 0; i < n; ++i)
+      out += fmt::format("{}{{{}=\"{}\"}} {}\n", name, label, label_value(i), value(i));
+  };
   auto metric = [&](std::string_view name, std::string_view type, std::string_view help,
                     int64_t value) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
@@ -339,38 +352,28 @@ std::string Worker::metricsText() const {
   metric("h2loop_websocket_messages_sent_total", "counter", "WebSocket messages queued.",
          app(&ExchangeCounters::ws_messages_out));
   metric("h2loop_fds_open", "gauge", "File descriptors open in the process.", net::countOpenFds());
-  out += "# HELP h2loop_config_reloads_total Configuration reloads (SIGHUP) by result.\n";
-  out += "# TYPE h2loop_config_reloads_total counter\n";
-  out += fmt::format("h2loop_config_reloads_total{{result=\"ok\"}} {}\n",
-                     shared_.reloads_ok.load(std::memory_order_relaxed));
-  out += fmt::format("h2loop_config_reloads_total{{result=\"failed\"}} {}\n",
-                     shared_.reloads_failed.load(std::memory_order_relaxed));
+  const uint64_t reloads[] = {shared_.reloads_ok.load(std::memory_order_relaxed),
+                              shared_.reloads_failed.load(std::memory_order_relaxed)};
+  labelled(
+      "h2loop_config_reloads_total", "Configuration reloads (SIGHUP) by result.", "result", 2,
+      [](size_t i) { return i == 0 ? "ok" : "failed"; },
+      [&](size_t i) { return static_cast<int64_t>(reloads[i]); });
   metric("h2loop_config_generations", "gauge",
          "Configurations alive: the current one, and older ones open connections still run on.",
          shared_.generationsAlive());
-  out += "# HELP h2loop_connections_closed_total Closed connections by reason.\n";
-  out += "# TYPE h2loop_connections_closed_total counter\n";
-  for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
-    int64_t total = 0;
-    for (const Worker* w : shared_.workers)
-      total += w->counters_.closed[r].get();
-    out += fmt::format("h2loop_connections_closed_total{{reason=\"{}\"}} {}\n",
-                       toString(static_cast<CloseReason>(r)), total);
-  }
+  labelled(
+      "h2loop_connections_closed_total", "Closed connections by reason.", "reason",
+      static_cast<size_t>(CloseReason::kCount),
+      [](size_t r) { return toString(static_cast<CloseReason>(r)); },
+      [&](size_t r) { return sumAt(&WorkerCounters::closed, r); });
   metric("h2loop_proxy_protocol_accepted_total", "counter",
          "PROXY protocol headers accepted (their client address replaced the peer's).",
          sum(&WorkerCounters::proxy_accepted));
-  out +=
-      "# HELP h2loop_proxy_protocol_rejected_total Connections refused for the PROXY "
-      "protocol.\n";
-  out += "# TYPE h2loop_proxy_protocol_rejected_total counter\n";
-  for (size_t r = 0; r < static_cast<size_t>(ProxyReject::kCount); ++r) {
-    int64_t total = 0;
-    for (const Worker* w : shared_.workers)
-      total += w->counters_.proxy_rejected[r].get();
-    out += fmt::format("h2loop_proxy_protocol_rejected_total{{reason=\"{}\"}} {}\n",
-                       toString(static_cast<ProxyReject>(r)), total);
-  }
+  labelled(
+      "h2loop_proxy_protocol_rejected_total", "Connections refused for the PROXY protocol.",
+      "reason", static_cast<size_t>(ProxyReject::kCount),
+      [](size_t r) { return toString(static_cast<ProxyReject>(r)); },
+      [&](size_t r) { return sumAt(&WorkerCounters::proxy_rejected, r); });
   return out;
 }
 
