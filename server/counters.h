@@ -69,6 +69,8 @@ struct WorkerCounters {
   Gauge output_buffered_bytes;
   Gauge accept_errors;
   Gauge file_cache_open_files;
+  Gauge static_compressed_bytes;           // on-the-fly compressed bodies alive (cached or sent)
+  std::array<Gauge, 2> static_compressed;  // on-the-fly compressions by coding: gzip, br
   Gauge proxy_accepted;  // PROXY headers taken (the client address then replaces the peer's)
   std::array<Gauge, static_cast<size_t>(ProxyReject::kCount)> proxy_rejected;
   std::array<Gauge, static_cast<size_t>(CloseReason::kCount)> closed;

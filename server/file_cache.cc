@@ -132,7 +132,9 @@ void CachedFile::release() {
 // ---- FileCache --------------------------------------------------------------------------
 
 FileCache::FileCache(const std::filesystem::path& root, FileCacheConfig cfg)
-    : cfg_(cfg), live_(std::make_shared<detail::LiveCounter>()) {
+    : cfg_(cfg),
+      live_(std::make_shared<detail::LiveCounter>()),
+      compressed_live_(std::make_shared<detail::CompressedLive>()) {
   root_fd_ = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd_ < 0) {
     const std::error_code ec(errno, std::generic_category());
@@ -315,6 +317,7 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
         closeFd(o.fd);
       } else {
         ++stats_.misses;
+        dropCompressed(e);  // of the old version
         e.file->release();  // streams still sending the old file keep it open
         e.file = new CachedFile(o.fd, o.st, o.content_type, live_);  // the cache's reference
       }
@@ -324,6 +327,7 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
     r.status = OpenStatus::kOk;
     r.file = CachedFileRef::adopt(e.file);
     for (std::size_t i = 0; i < kCodings; ++i) {
+      if (e.compressed[i] != nullptr) r.compressed[i] = FileHandleRef::share(e.compressed[i]);
       if (e.variants[i] == nullptr) continue;
       e.variants[i]->addRef();
       r.variants[i] = CachedFileRef::adopt(e.variants[i]);
@@ -360,7 +364,43 @@ AcquireResult FileCache::acquire(std::string_view rel_path, int64_t now_ms) {
   return r;
 }
 
+bool FileCache::keepCompressed(std::string_view rel_path, const CachedFile* file, Coding coding,
+                               CompressedBody* body) {
+  const auto i = static_cast<std::size_t>(coding);
+  const auto found = index_.find(rel_path);
+  if (found == index_.end() || body == nullptr) return false;
+  Entry& e = *found->second;
+  // Another version by now, or kept already: the caller's body serves its one response.
+  if (e.file != file || e.compressed[i] != nullptr) return false;
+  if (body->size() > static_cast<int64_t>(cfg_.compressed_budget)) return false;
+  body->addRef();
+  e.compressed[i] = body;
+  compressed_held_ += body->size();
+  // Over the budget: drop bodies of the least recently used entries first, never the one
+  // just kept (which fits alone). Bounded by max_entries steps.
+  for (auto it = lru_.rbegin();
+       compressed_held_ > static_cast<int64_t>(cfg_.compressed_budget) && it != lru_.rend(); ++it) {
+    for (CompressedBody*& c : it->compressed) {
+      if (c == nullptr || c == body) continue;
+      compressed_held_ -= c->size();
+      ++stats_.compressed_evictions;
+      std::exchange(c, nullptr)->release();  // a stream still sending it keeps it
+      if (compressed_held_ <= static_cast<int64_t>(cfg_.compressed_budget)) break;
+    }
+  }
+  return true;
+}
+
+void FileCache::dropCompressed(Entry& e) noexcept {
+  for (CompressedBody*& c : e.compressed) {
+    if (c == nullptr) continue;
+    compressed_held_ -= c->size();
+    std::exchange(c, nullptr)->release();
+  }
+}
+
 void FileCache::erase(Lru::iterator it) noexcept {
+  dropCompressed(*it);
   index_.erase(it->key);  // before the key's storage goes away
   CachedFile* file = it->file;
   CachedFile* variants[kCodings];
@@ -374,6 +414,7 @@ void FileCache::erase(Lru::iterator it) noexcept {
 void FileCache::clear() noexcept {
   index_.clear();
   while (!lru_.empty()) {
+    dropCompressed(lru_.front());
     CachedFile* file = lru_.front().file;
     CachedFile* variants[kCodings];
     std::copy(std::begin(lru_.front().variants), std::end(lru_.front().variants), variants);
@@ -388,6 +429,8 @@ FileCacheStats FileCache::stats() const noexcept {
   FileCacheStats s = stats_;
   s.entries = lru_.size();
   s.open_files = live_->open_files;
+  s.compressed_bytes = compressed_held_;
+  s.compressed_live_bytes = compressed_live_->bytes;
   return s;
 }
 

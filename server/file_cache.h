@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "h2/file_handle.h"
+#include "server/compress.h"
 #include "server/http_date.h"
 
 namespace h2loop::server {
@@ -40,10 +41,6 @@ class InlineString {
 // `"<hex size>-<hex mtime ns>"`: 2 quotes + 16 + 1 + 16; a precompressed variant's has
 // its coding appended (`-gz`, `-br`), so that it never equals the plain file's.
 inline constexpr std::size_t kMaxEtagLen = 38;
-
-// Precompressed variants a file may have next to it (`name.gz`, `name.br`).
-enum class Coding : uint8_t { kGzip = 0, kBrotli = 1 };
-inline constexpr std::size_t kCodings = 2;
 
 // How paths are confined to the document root.
 enum class PathResolver {
@@ -74,18 +71,25 @@ struct FileCacheConfig {
   // and regular-file rules), cached with it: found or absent, a cache hit costs no system
   // call for them. Costs two failed opens per miss or revalidation of a file without.
   bool variants = false;
+  // Bytes of on-the-fly compressed bodies (keepCompressed()) the cache may hold, over all
+  // its entries; above it, those of the least recently used entries are dropped. Bodies
+  // still held by responses are not counted here (they go when those responses end).
+  std::size_t compressed_budget = 0;
 };
 
 // Live counters. entries and open_files return to zero after clear() once every
 // reference handed out has been released; the others are cumulative.
 struct FileCacheStats {
-  std::size_t entries = 0;     // paths currently cached
-  int64_t open_files = 0;      // CachedFile objects alive = fds held (cached, evicted-but-in-use,
-                               // or uncached)
-  uint64_t hits = 0;           // served from an entry without opening (fresh or revalidated)
-  uint64_t misses = 0;         // opened: not cached, changed on revalidation, or failed
-  uint64_t revalidations = 0;  // TTL expiries that re-resolved the path
-  uint64_t evictions = 0;      // entries dropped to respect max_entries
+  std::size_t entries = 0;       // paths currently cached
+  int64_t open_files = 0;        // CachedFile objects alive = fds held (cached, evicted-but-in-use,
+                                 // or uncached)
+  uint64_t hits = 0;             // served from an entry without opening (fresh or revalidated)
+  uint64_t misses = 0;           // opened: not cached, changed on revalidation, or failed
+  uint64_t revalidations = 0;    // TTL expiries that re-resolved the path
+  uint64_t evictions = 0;        // entries dropped to respect max_entries
+  int64_t compressed_bytes = 0;  // compressed bodies held by entries (<= the budget)
+  int64_t compressed_live_bytes = 0;  // compressed bodies alive: held by entries or responses
+  uint64_t compressed_evictions = 0;  // bodies dropped to respect compressed_budget
 };
 
 namespace detail {
@@ -226,6 +230,8 @@ struct AcquireResult {
   // With FileCacheConfig::variants: the file's precompressed variants that exist, by
   // Coding (content type that of `file`, etag distinct).
   CachedFileRef variants[kCodings];
+  // On-the-fly compressed bodies of `file` (this version) kept by keepCompressed(), by Coding.
+  FileHandleRef compressed[kCodings];
 };
 
 // Per-worker cache of open files under one document root, keyed by the normalized
@@ -254,6 +260,18 @@ class FileCache {
   // Never throws except std::bad_alloc. On a hit: no allocation, no system call.
   [[nodiscard]] AcquireResult acquire(std::string_view rel_path, int64_t now_ms);
 
+  // Keeps `body` (the compressed bytes of `file` in `coding`) with the entry of `rel_path`,
+  // if that entry still holds `file` (the same version) and the body fits the budget;
+  // later acquire()s of the path hand it out until the file changes or the entry (or the
+  // body, to respect compressed_budget: least recently used entries first) is dropped.
+  // Takes a reference of its own; the caller keeps its one. True if kept.
+  bool keepCompressed(std::string_view rel_path, const CachedFile* file, Coding coding,
+                      CompressedBody* body);
+  // A new body (one reference, the caller's) counted in this cache's compressed stats.
+  [[nodiscard]] CompressedBody* newCompressed(std::string bytes) {
+    return new CompressedBody(std::move(bytes), compressed_live_);
+  }
+
   // Drops the cache's references (shutdown, tests). Files still referenced elsewhere stay
   // open until released.
   void clear() noexcept;
@@ -269,6 +287,8 @@ class FileCache {
     CachedFile* file;  // the cache's own reference
     int64_t validated_ms;
     CachedFile* variants[kCodings] = {};  // the cache's references; nullptr: none
+    // On-the-fly compressed bodies of `file`; dropped whenever `file` is replaced.
+    CompressedBody* compressed[kCodings] = {};
   };
   using Lru = std::list<Entry>;  // front = most recently used
 
@@ -287,6 +307,8 @@ class FileCache {
   // Opens `path_buf_` confined to the root; returns the fd or -errno.
   [[nodiscard]] int openBeneath() const;
   void erase(Lru::iterator it) noexcept;
+  // Releases the entry's compressed bodies.
+  void dropCompressed(Entry& e) noexcept;
 
   FileCacheConfig cfg_;
   int root_fd_ = -1;
@@ -296,6 +318,8 @@ class FileCache {
   Lru lru_;
   std::unordered_map<std::string_view, Lru::iterator> index_;
   std::shared_ptr<detail::LiveCounter> live_;
+  std::shared_ptr<detail::CompressedLive> compressed_live_;
+  int64_t compressed_held_ = 0;  // bytes of the entries' compressed bodies
   FileCacheStats stats_;
 };
 

@@ -1,9 +1,12 @@
 #include "server/static_files.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <limits>
+
+#include <cerrno>
 #include <random>
 #include <utility>
 
@@ -346,16 +349,68 @@ bool ifRangeMatches(std::string_view if_range, std::string_view etag,
 
 StaticFiles::StaticFiles(const std::filesystem::path& root, FileCacheConfig cfg,
                          StaticFilesOptions options)
-    : cache_(root, withVariants(cfg, options.precompressed)), options_(options) {
+    : cache_(root, withOptions(cfg, options)), options_(std::move(options)) {
   // Boundaries need only be unpredictable to whoever wrote the file (so a file cannot
   // contain the boundary of the answer it is served in); a seeded counter is enough.
   std::random_device rd;
   boundary_seed_ = (uint64_t{rd()} << 32) ^ rd();
 }
 
-FileCacheConfig StaticFiles::withVariants(FileCacheConfig cfg, bool variants) noexcept {
-  cfg.variants = variants;
+FileCacheConfig StaticFiles::withOptions(FileCacheConfig cfg,
+                                         const StaticFilesOptions& o) noexcept {
+  cfg.variants = o.precompressed;
+  cfg.compressed_budget = o.compress ? o.compress_budget : 0;
   return cfg;
+}
+
+CodingChoice chooseCoding(std::string_view accept_encoding, const bool (&precompressed)[kCodings],
+                          bool on_the_fly) noexcept {
+  CodingChoice best;
+  if (accept_encoding.empty()) return best;
+  int best_q = 0;
+  // Candidates in order of preference at equal q: variants (br, gzip), then on the fly.
+  for (const bool pre : {true, false}) {
+    for (const Coding c : {Coding::kBrotli, Coding::kGzip}) {
+      if (pre ? !precompressed[static_cast<std::size_t>(c)] : !on_the_fly) continue;
+      const int q = codingQuality(accept_encoding, codingName(c));
+      if (q > best_q) {
+        best_q = q;
+        best.identity = false;
+        best.coding = c;
+        best.precompressed = pre;
+      }
+    }
+  }
+  return best;
+}
+
+FileHandleRef StaticFiles::compressedBody(const CachedFile& f, Coding c, FileHandleRef kept) {
+  if (kept) return kept;
+  // The file's bytes: from the cache's memory when it holds them, else read whole (the
+  // size is at most compress_max_size).
+  std::string read;
+  std::string_view in;
+  if (const std::string* mem = f.content()) {
+    in = *mem;
+  } else {
+    read.resize(static_cast<std::size_t>(f.size()));
+    std::size_t done = 0;
+    while (done < read.size()) {
+      const ssize_t n =
+          ::pread(f.fd(), read.data() + done, read.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return {};  // shrank or failed: send the identity (which will notice)
+      done += static_cast<std::size_t>(n);
+    }
+    in = read;
+  }
+  std::string out;
+  const int level = c == Coding::kGzip ? options_.gzip_level : options_.brotli_quality;
+  if (!compressBytes(c, in, level, out)) return {};
+  ++compressions_[static_cast<std::size_t>(c)];
+  CompressedBody* body = cache_.newCompressed(std::string(out));  // exact size, no slack
+  (void)cache_.keepCompressed(path_scratch_, &f, c, body);
+  return FileHandleRef::adopt(body);
 }
 
 void StaticFiles::rangeResponse(const CachedFile& f, StaticResponse& r) {
@@ -436,29 +491,40 @@ StaticResponse StaticFiles::handle(const StaticRequest& req, int64_t now_ms) {
   if (a.status != OpenStatus::kOk) return errorResponse(httpStatus(a.status), head);
 
   StaticResponse r;
-  // A precompressed variant, if the client takes one: br before gzip at equal quality.
-  {
-    CachedFileRef& br = a.variants[static_cast<std::size_t>(Coding::kBrotli)];
-    CachedFileRef& gz = a.variants[static_cast<std::size_t>(Coding::kGzip)];
-    r.vary = br || gz;
-    if (r.vary && !req.accept_encoding.empty()) {
-      const int qb = br ? codingQuality(req.accept_encoding, "br") : 0;
-      const int qg = gz ? codingQuality(req.accept_encoding, "gzip") : 0;
-      if (qb > 0 && qb >= qg) {
-        a.file = std::move(br);
-      } else if (qg > 0) {
-        a.file = std::move(gz);
-      }
-    }
-  }
+  // The representation: a precompressed variant, compressed on the fly, or the file.
+  const CachedFile& plain = *a.file;
+  const bool compressible = options_.compress && plain.size() > 0 &&
+                            static_cast<uint64_t>(plain.size()) >= options_.compress_min_size &&
+                            typeMatches(plain.contentType(), options_.compress_types);
+  const bool on_the_fly =
+      compressible && static_cast<uint64_t>(plain.size()) <= options_.compress_max_size;
+  const bool have[kCodings] = {static_cast<bool>(a.variants[0]), static_cast<bool>(a.variants[1])};
+  r.vary = have[0] || have[1] || on_the_fly;
+  const CodingChoice choice = chooseCoding(req.accept_encoding, have, on_the_fly);
+  const auto ci = static_cast<std::size_t>(choice.coding);
+  if (!choice.identity && choice.precompressed) a.file = std::move(a.variants[ci]);
   const CachedFile& f = *a.file;
-  r.content_encoding = f.contentEncoding();
-  r.etag.assign(f.etag());
+  const bool fly = !choice.identity && !choice.precompressed;
+  if (fly) {
+    // A weak validator, as nginx's gzip: the bytes depend on the library and level, and
+    // the representation is semantically the file's (If-None-Match compares weakly).
+    r.content_encoding = codingName(choice.coding);
+    char etag[kMaxEtagLen];
+    std::size_t n = 0;
+    etag[n++] = 'W';
+    etag[n++] = '/';
+    const std::string_view strong = f.etag().substr(0, kMaxEtagLen - 2);
+    strong.copy(etag + n, strong.size());
+    r.etag.assign({etag, n + strong.size()});
+  } else {
+    r.content_encoding = f.contentEncoding();
+    r.etag.assign(f.etag());
+  }
   r.last_modified.assign(f.lastModified());
 
   bool not_modified = false;
   if (!req.if_none_match.empty()) {
-    not_modified = etagMatches(req.if_none_match, f.etag());
+    not_modified = etagMatches(req.if_none_match, r.etag.view());
   } else if (!req.if_modified_since.empty()) {
     const auto since = parseHttpDate(req.if_modified_since);
     not_modified = since && f.mtimeSeconds() <= *since;
@@ -466,6 +532,22 @@ StaticResponse StaticFiles::handle(const StaticRequest& req, int64_t now_ms) {
   if (not_modified) {
     r.status = 304;
     return r;  // `a.file` is released here; nothing of it is referenced by `r`
+  }
+
+  if (fly) {
+    // The whole compressed body, for GET and HEAD alike (HEAD gets its length). Ranges
+    // are not offered on it (as nginx, which clears accept-ranges under gzip).
+    r.file = compressedBody(f, choice.coding, std::move(a.compressed[ci]));
+    if (r.file) {
+      r.status = 200;
+      r.content_type = f.contentType();
+      r.content_length = static_cast<int64_t>(r.file->memory().size());
+      if (head) r.file.reset();
+      return r;
+    }
+    // Compression failed: the identity, with its own validator.
+    r.content_encoding = {};
+    r.etag.assign(f.etag());
   }
 
   // Ranges only for what would be a 200 (conditionals above win), and only when
@@ -487,7 +569,7 @@ StaticResponse StaticFiles::handle(const StaticRequest& req, int64_t now_ms) {
       }
       case RangeResult::kSatisfiable:
         rangeResponse(f, r);
-        if (!head) r.file = std::move(a.file);  // a 206 is never empty
+        if (!head) r.file = FileHandleRef::adopt(a.file.detach());  // a 206 is never empty
         return r;
     }
   }
@@ -496,7 +578,7 @@ StaticResponse StaticFiles::handle(const StaticRequest& req, int64_t now_ms) {
   r.accept_ranges = options_.ranges && options_.max_ranges > 0;
   r.content_type = f.contentType();
   r.content_length = f.size();
-  if (!head && f.size() > 0) r.file = std::move(a.file);
+  if (!head && f.size() > 0) r.file = FileHandleRef::adopt(a.file.detach());
   return r;
 }
 

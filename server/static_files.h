@@ -13,8 +13,8 @@
 
 namespace h2loop::server {
 
-// Value of the `allow` header on a 405.
-inline constexpr std::string_view kAllowedMethods = "GET, HEAD";
+// Value of the `allow` header on a 405 (OPTIONS is answered by the Service).
+inline constexpr std::string_view kAllowedMethods = "GET, HEAD, OPTIONS";
 
 // Options of the static-file service. Defaults are the production values.
 struct StaticFilesOptions {
@@ -29,7 +29,58 @@ struct StaticFilesOptions {
   // the file's content-type and its own etag; `vary: accept-encoding` on every answer
   // for a file that has a variant. Ranges of a variant count compressed bytes.
   bool precompressed = true;
+
+  // On-the-fly compression (gzip with zlib, br with brotli) of files whose type is one of
+  // compress_types and whose size is in [compress_min_size, compress_max_size], for a client
+  // whose Accept-Encoding allows it. Compressed once per file version and coding, on the
+  // loop thread (compress_max_size bounds that stall), and kept with the file's cache entry
+  // within compress_budget bytes per worker (least recently used dropped first). The answer:
+  // content-encoding, the file's content-type, a weak etag (W/ + the file's, as nginx's
+  // gzip), last-modified, no ranges (a Range is ignored: the full compressed 200, as
+  // nginx); `vary: accept-encoding` on every answer for such a file, compressed or not.
+  // A precompressed variant of the chosen coding on disk wins over compressing.
+  bool compress = true;
+  // Below ~1 KiB the answer fits one TCP segment either way: compressing it saves no
+  // packet and no round trip (nginx's gzip_min_length defaults to 20, h2o's min-size to 100).
+  std::size_t compress_min_size = 1024;
+  // Larger files are sent uncompressed. Compressing this much at the levels below takes a
+  // few milliseconds on the loop thread (see the README).
+  std::size_t compress_max_size = 256 * 1024;
+  // Bytes of compressed bodies each worker's cache keeps (per document root).
+  std::size_t compress_budget = 8 << 20;
+  // Media types ("type/subtype" or "type/*"; parameters ignored) compressed on the fly:
+  // the text types mime_types.cc produces, and the usual ones it leaves to the default.
+  std::vector<std::string> compress_types = {"text/*",
+                                             "application/javascript",
+                                             "application/json",
+                                             "application/xml",
+                                             "image/svg+xml",
+                                             "application/wasm",
+                                             "application/manifest+json",
+                                             "application/rss+xml",
+                                             "application/atom+xml"};
+  int gzip_level = 6;  // 1..9 (nginx's gzip_comp_level defaults to 1: it compresses per request)
+  int brotli_quality = 5;  // 0..11
+
+  bool operator==(const StaticFilesOptions&) const = default;
 };
+
+// Which representation of a file a request gets: identity, a precompressed variant, or
+// compressed on the fly.
+struct CodingChoice {
+  bool identity = true;
+  Coding coding = Coding::kGzip;
+  bool precompressed = false;  // else on the fly
+};
+
+// Picks the coding for a client's Accept-Encoding among those available: a precompressed
+// variant per coding (`precompressed[Coding]`), and on-the-fly compression (`on_the_fly`,
+// for both codings). The highest q wins; at equal q a precompressed variant before on the
+// fly, then br before gzip (nginx's brotli module and h2o prefer br). q=0 (also through
+// "*;q=0") excludes a coding; no acceptable coding → identity (never 406).
+[[nodiscard]] CodingChoice chooseCoding(std::string_view accept_encoding,
+                                        const bool (&precompressed)[kCodings],
+                                        bool on_the_fly) noexcept;
 
 // The quality (0..1000) Accept-Encoding gives `coding` ("gzip", "br"): its own entry, else
 // "*"'s, else 0. "x-gzip" counts as gzip. Malformed q values count as 0 (not acceptable).
@@ -112,7 +163,8 @@ namespace detail {
 // `content-encoding` if non-empty; `vary: accept-encoding` if vary;
 // `accept-ranges: bytes` if accept_ranges; `content-range` if non-empty.
 //
-// Body: if file is set, `pieces` non-empty: h2::ResponseBody::filePieces(file, pieces,
+// Body: if file is set (a CachedFile, or a CompressedBody whose memory() is the body),
+// `pieces` non-empty: h2::ResponseBody::filePieces(file, pieces,
 // parts_text) (a multipart/byteranges 206); else `file` bytes [offset, offset +
 // content_length) (200 or single-range 206 GET with a non-empty file); else `body` if
 // non-empty (error text on GET); else none (HEAD, 304, empty file) — send END_STREAM
@@ -132,11 +184,11 @@ struct StaticResponse {
   InlineString<kHttpDateLen> last_modified;
   bool allow_header = false;   // 405
   bool accept_ranges = false;  // 200 of a file
-  bool vary = false;           // `vary: accept-encoding`: the file has a precompressed variant
-  std::string_view content_encoding;  // static storage; a precompressed variant
+  bool vary = false;           // `vary: accept-encoding`: a precompressed variant, or compressible
+  std::string_view content_encoding;  // static storage; a variant or on-the-fly compression
   // "bytes 0-4/1000" (206 single range) or "bytes */1000" (416).
   InlineString<sizeof("bytes -/") + 3 * 20> content_range;
-  CachedFileRef file;
+  FileHandleRef file;
   int64_t offset = 0;
   std::string_view body;  // static storage
   std::span<const h2::BodyPiece> pieces;
@@ -185,13 +237,20 @@ class StaticFiles {
   }
 
   [[nodiscard]] FileCacheStats cacheStats() const noexcept { return cache_.stats(); }
+  // On-the-fly compressions done (not answers served from a kept body), by Coding.
+  [[nodiscard]] uint64_t compressions(Coding c) const noexcept {
+    return compressions_[static_cast<std::size_t>(c)];
+  }
   // Drops cached files (shutdown). Responses still holding files keep them open.
   void clearCache() noexcept { cache_.clear(); }
 
  private:
-  static FileCacheConfig withVariants(FileCacheConfig cfg, bool variants) noexcept;
+  static FileCacheConfig withOptions(FileCacheConfig cfg, const StaticFilesOptions& o) noexcept;
   // Fills `r` (a 206 of `f`) from ranges_: single range or multipart.
   void rangeResponse(const CachedFile& f, StaticResponse& r);
+  // The body of `f` compressed in `c`: `kept` if the cache had it, else compressed now (and
+  // offered to the cache). Empty if compression failed (the caller sends the identity).
+  FileHandleRef compressedBody(const CachedFile& f, Coding c, FileHandleRef kept);
 
   FileCache cache_;
   StaticFilesOptions options_;
@@ -204,6 +263,7 @@ class StaticFiles {
   std::string multipart_type_;
   uint64_t boundary_seed_;
   uint64_t boundary_count_ = 0;
+  uint64_t compressions_[kCodings] = {};
 };
 
 // True if `if_none_match` (a field value: "*" or a comma-separated list of entity-tags)

@@ -12,17 +12,15 @@ import gzip
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Server, ServerTestCase  # noqa: E402
+from nginxlib import NGINX, Nginx, request_args, run_curl  # noqa: E402
 
-NGINX = "/usr/sbin/nginx"
 MAX_RANGES = 100  # h2loop's default; nginx gets the same max_ranges
 
 # Where h2loop deliberately answers differently from nginx 1.22 (see the
@@ -62,149 +60,19 @@ def make_root():
     return root
 
 
-class Nginx:
-    """nginx as a child: no daemon, no master, its own config and temp dirs."""
-
-    def __init__(self, root):
-        self.root = root
-        self.dir = tempfile.mkdtemp(prefix="nginx-", dir=harness.workdir())
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        with socket.socket() as s:  # an ephemeral port for nginx (it cannot report one)
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        d = self.dir
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""
-daemon off; master_process off; worker_processes 1;
-error_log {d}/error.log; pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-  include /etc/nginx/mime.types; default_type application/octet-stream;
-  access_log off;
-  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};
-  uwsgi_temp_path {d}; scgi_temp_path {d};
-  max_ranges {MAX_RANGES};
-  server {{ listen 127.0.0.1:{self.port}; root {self.root}; gzip_static on; gzip_vary on; }}
-}}
-""")
-        self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", d, "-e", f"{d}/error.log"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("nginx exited: %s" % self.proc.stderr.read().decode())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not listen")
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # lowercase name -> value (last one wins)
-        self.body = body
-
-    def get(self, name):
-        return self.headers.get(name)
-
-    def media(self):
-        ct = self.get("content-type") or ""
-        return ct.split(";")[0].strip().lower()
-
-    def parts(self):
-        """multipart/byteranges parts as [(media type, content-range, bytes)]."""
-        ct = self.get("content-type") or ""
-        assert ct.startswith("multipart/byteranges; boundary="), ct
-        boundary = ct.split("boundary=", 1)[1].encode()
-        body = self.body
-        # RFC 2046: the body is a preamble, then CRLF "--" boundary per part,
-        # then CRLF "--" boundary "--".
-        delim = b"\r\n--" + boundary
-        end = body.index(delim + b"--")
-        chunks = body[:end].split(delim)
-        assert chunks[0] == b"", chunks[0]
-        assert body[end + len(delim) + 2:] == b"\r\n", body[end:]
-        out = []
-        for c in chunks[1:]:
-            head, sep, data = c.partition(b"\r\n\r\n")
-            assert sep, c[:200]
-            fields = {}
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.decode().partition(":")
-                fields[k.strip().lower()] = v.strip()
-            media = fields.get("content-type", "").split(";")[0].strip().lower()
-            out.append((media, fields.get("content-range"), data))
-        return out
-
-
-def run_curl(args, url, timeout=20):
-    with tempfile.TemporaryDirectory(dir=harness.workdir()) as d:
-        hdr = os.path.join(d, "h")
-        out = os.path.join(d, "b")
-        cmd = (["curl", "-sS", "--max-time", str(timeout), "-D", hdr, "-o", out] +
-               list(args) + [url])
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout + 10)
-        if r.returncode != 0:
-            raise AssertionError("curl failed: %s %s" % (cmd, r.stderr.decode()))
-        with open(hdr, "rb") as f:
-            raw = f.read().decode("latin-1")
-        body = b""
-        if os.path.exists(out):
-            with open(out, "rb") as f:
-                body = f.read()
-    if "-I" in args:
-        body = b""  # curl -I writes the head to -o as well; a HEAD has no body
-    blocks = [b for b in raw.replace("\r\n", "\n").split("\n\n") if b.strip()]
-    lines = blocks[-1].split("\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return Answer(status, headers, body)
-
-
-def request_args(method="GET", headers=()):
-    args = []
-    if method == "HEAD":
-        args.append("-I")
-    for h in headers:
-        args += ["-H", h]
-    return args
-
-
 class Ranges(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.root = make_root()
-        cls.server = Server(root=cls.root).start()
+        # Precompressed variants only: on-the-fly compression is test_compression.py's.
+        cls.server = Server("--no-compress", root=cls.root).start()
         cls.nginx = None
         cls.nginx_error = None
         if os.path.exists(NGINX):
             try:
-                cls.nginx = Nginx(cls.root).start()
+                cls.nginx = Nginx(cls.root, http_extra=f"max_ranges {MAX_RANGES};",
+                                  server_extra="gzip_static on; gzip_vary on;").start()
             except (RuntimeError, OSError) as e:
                 cls.nginx_error = str(e)
         else:

@@ -446,7 +446,7 @@ TEST_P(StaticFilesTest, OtherMethodsAreNotAllowed) {
     StaticResponse r = files_->handle(method, "/hello.txt", {}, {}, now_ms_);
     EXPECT_EQ(r.status, 405) << method;
     EXPECT_TRUE(r.allow_header);
-    EXPECT_EQ(kAllowedMethods, "GET, HEAD");
+    EXPECT_EQ(kAllowedMethods, "GET, HEAD, OPTIONS");
     EXPECT_FALSE(r.file);
     EXPECT_EQ(r.body, "405 Method Not Allowed\n");
   }
