@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
 
 #include "h2loop/http.h"
 #include "http/exchange.h"
@@ -236,15 +237,116 @@ Router& Router::prefix(std::string method, std::string prefix, Handler handler,
   return *this;
 }
 
-Router& Router::files(std::string prefix, std::filesystem::path root) {
+namespace {
+
+// RFC 9110 §5.6.2 tchar, lowercase letters only (HTTP/2 field names are).
+bool lowercaseTokenChar(char c) {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= '0' && c <= '9') return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// Fields the server writes itself (static files, every answer) or that are
+// connection-specific (RFC 9113 §8.2.2 forbids them in HTTP/2).
+constexpr std::string_view kServerFields[] = {
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+    "date",
+    "server",
+    "vary",
+    "allow",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+};
+
+}  // namespace
+
+std::string_view responseFieldError(std::string_view name, std::string_view value) {
+  if (name.empty()) return "empty field name";
+  for (char c : name) {
+    if (c >= 'A' && c <= 'Z') return "field names are lowercase";
+    if (!lowercaseTokenChar(c)) return "field name is not a token (RFC 9110 §5.6.2)";
+  }
+  for (std::string_view s : kServerFields) {
+    if (name == s) return "the server sets this field itself";
+  }
+  if (name.size() + value.size() > FilesOptions::kMaxFieldBytes) {
+    return "field longer than 4096 bytes (name and value)";
+  }
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\r' || c == '\n' || c == '\0') return "CR, LF or NUL in the value";
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return "control character in the value";
+  }
+  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' ||
+                         value.back() == '\t')) {
+    return "leading or trailing whitespace in the value";
+  }
+  return {};
+}
+
+Router& Router::files(std::string prefix, std::filesystem::path root, FilesOptions options) {
+  if (prefix.empty() || prefix.front() != '/') {
+    throw std::invalid_argument("files(\"" + prefix + "\"): the prefix must start with '/'");
+  }
   // A directory: "/static" serves "/static/a.css", never "/staticfoo".
-  if (prefix.empty() || prefix.back() != '/') prefix += '/';
+  if (prefix.back() != '/') prefix += '/';
+  for (const Route& r : routes_) {
+    if (r.kind == Route::Kind::kFiles && r.path == prefix) {
+      throw std::invalid_argument("files(\"" + prefix + "\"): already mounted");
+    }
+  }
+  if (options.headers.size() > FilesOptions::kMaxFields) {
+    throw std::invalid_argument("files(\"" + prefix + "\"): more than 32 header fields");
+  }
+  for (size_t i = 0; i < options.headers.size(); ++i) {
+    const ResponseField& f = options.headers[i];
+    std::string_view why = responseFieldError(f.name, f.value);
+    for (size_t j = 0; why.empty() && j < i; ++j) {
+      if (options.headers[j].name == f.name) why = "field given twice";
+    }
+    if (!why.empty()) {
+      throw std::invalid_argument("files(\"" + prefix + "\"): " + f.name + ": " + std::string(why));
+    }
+  }
   Route r;
   r.kind = Route::Kind::kFiles;
   r.path = std::move(prefix);
   r.is_prefix = true;
   r.root = std::move(root);
+  r.headers = std::move(options.headers);
   routes_.push_back(std::move(r));
+  return *this;
+}
+
+Router& Router::errorPage(int status, std::string content_type, std::string body) {
+  if (std::find(std::begin(kErrorPageStatuses), std::end(kErrorPageStatuses), status) ==
+      std::end(kErrorPageStatuses)) {
+    throw std::invalid_argument("errorPage(" + std::to_string(status) +
+                                "): not a status the server answers itself (400, 403, 404, 405, "
+                                "416, 500, 503)");
+  }
+  if (!responseFieldError("x", content_type).empty() || content_type.empty()) {
+    throw std::invalid_argument("errorPage(" + std::to_string(status) + "): invalid content-type");
+  }
+  for (ErrorPage& p : error_pages_) {
+    if (p.status == status) {
+      p.content_type = std::move(content_type);
+      p.body = std::move(body);
+      return *this;
+    }
+  }
+  error_pages_.push_back({status, std::move(content_type), std::move(body)});
   return *this;
 }
 

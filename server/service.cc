@@ -65,13 +65,17 @@ void Service::onRequest(h2::Stream& stream, http::detail::ConnectionView& conn) 
 
   const std::string_view target = stream.path();
   const http::RouteMatch m = routes_->match(stream.method(), target.substr(0, target.find('?')));
+  if (m.options) {
+    serveOptions(stream, m.allow);
+    return;
+  }
   if (m.route == nullptr) {
     serveError(stream, m.method_not_allowed ? 405 : 404, m.allow);
     return;
   }
   switch (m.route->kind) {
     case Router::Route::Kind::kFiles:
-      serveStatic(stream, *files_[m.index], m.route->path);
+      serveStatic(stream, *files_[m.index], *m.route);
       return;
     case Router::Route::Kind::kMetrics:
       serveMetrics(stream);
@@ -134,12 +138,17 @@ void Service::onRequestClosed(h2::Stream& stream, uint32_t error_code, bool conn
 }
 
 void Service::serveError(h2::Stream& stream, int status, std::string_view allow) {
-  const std::string_view body = status == 405 ? "method not allowed\n" : "not found\n";
+  std::string_view body = status == 405 ? "method not allowed\n" : "not found\n";
+  std::string_view type = "text/plain";
+  if (const Router::ErrorPage* page = routes_->errorPage(status)) {
+    body = page->body;
+    type = page->content_type;
+  }
   std::array<h2::Header, 4> headers;
   size_t n = 0;
   headers[n++] = {"server", "h2loop"};
   headers[n++] = {"date", worker_.httpDate()};
-  headers[n++] = {"content-type", "text/plain"};
+  headers[n++] = {"content-type", type};
   if (status == 405) headers[n++] = {"allow", allow};
   RequestRecord* record = recordOf(stream);
   record->status = status;
@@ -147,7 +156,28 @@ void Service::serveError(h2::Stream& stream, int status, std::string_view allow)
   (void)stream.submitResponse(status, {headers.data(), n}, h2::ResponseBody::bytes(body));
 }
 
-void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_view prefix) {
+void Service::serveOptions(h2::Stream& stream, std::string_view allow) {
+  // RFC 9110 §9.3.7: no content, so content-length 0 (the session adds it).
+  const std::array<h2::Header, 3> headers{
+      {{"server", "h2loop"}, {"date", worker_.httpDate()}, {"allow", allow}}};
+  RequestRecord* record = recordOf(stream);
+  record->status = 200;
+  record->bytes = 0;
+  (void)stream.submitResponse(200, headers, h2::ResponseBody::none());
+}
+
+void Service::applyErrorPage(StaticResponse& resp) const {
+  if (resp.status < 400) return;  // a 2xx or 3xx (304, 206) is never touched
+  const Router::ErrorPage* page = routes_->errorPage(resp.status);
+  if (page == nullptr) return;
+  resp.content_type = page->content_type;
+  // HEAD too: the session sends the body's length, not its bytes.
+  resp.body = page->body;
+  resp.content_length = static_cast<int64_t>(page->body.size());
+}
+
+void Service::serveStatic(h2::Stream& stream, StaticFiles& files, const Router::Route& route) {
+  const std::string_view prefix = route.path;
   auto header = [&](std::string_view name) -> std::string_view {
     const h2::HeaderField* f = stream.findHeader(name);
     return f ? std::string_view(f->value) : std::string_view{};
@@ -170,7 +200,8 @@ void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_vi
   req.if_range = header("if-range");
   req.accept_encoding = header("accept-encoding");
   StaticResponse resp = files.handle(req, wallMillis());
-  std::array<h2::Header, 14> headers;
+  applyErrorPage(resp);
+  std::array<h2::Header, 14 + FilesOptions::kMaxFields> headers;
   size_t n = 0;
   headers[n++] = {"server", "h2loop"};
   headers[n++] = {"date", worker_.httpDate()};
@@ -183,6 +214,11 @@ void Service::serveStatic(h2::Stream& stream, StaticFiles& files, std::string_vi
   if (!resp.content_range.empty()) headers[n++] = {"content-range", resp.content_range.view()};
   if (!resp.content_encoding.empty()) headers[n++] = {"content-encoding", resp.content_encoding};
   if (resp.vary) headers[n++] = {"vary", "accept-encoding"};
+  // The mount's own fields, on 2xx and 3xx only (nginx's add_header).
+  if (resp.status < 400) {
+    for (const ResponseField& f : route.headers)
+      headers[n++] = {f.name, f.value};
+  }
 
   h2::ResponseBody body = h2::ResponseBody::none();
   if (resp.file && !resp.pieces.empty()) {

@@ -15,7 +15,8 @@ namespace h2loop::server {
 class Worker;
 
 // Serves the requests of one worker's connections: routes each to its
-// handler (the application's, static files, metrics), answers 404/405, keeps
+// handler (the application's, static files, metrics), answers 404/405 (with
+// the custom error pages) and OPTIONS, adds each files route's fields, keeps
 // request counters and the access log. Protocols hand it each request; it
 // never sees a socket or a connection's lifecycle. Loop thread only.
 //
@@ -59,9 +60,14 @@ class Service {
   RequestRecord* takeRecord();
   static RequestRecord* recordOf(h2::Stream& stream);
 
-  void serveStatic(h2::Stream& stream, StaticFiles& files, std::string_view prefix);
+  void serveStatic(h2::Stream& stream, StaticFiles& files, const Router::Route& route);
   void serveMetrics(h2::Stream& stream);
+  // The server's own 404 / 405 (routing), with the custom page when there is one.
   void serveError(h2::Stream& stream, int status, std::string_view allow);
+  // OPTIONS the routes do not take themselves: 200, content-length 0, `allow`.
+  void serveOptions(h2::Stream& stream, std::string_view allow);
+  // A static-file error answer (4xx, 5xx) gets the custom page's type and body.
+  void applyErrorPage(StaticResponse& resp) const;
 
   Worker& worker_;
   std::shared_ptr<const http::RouteTable> routes_;

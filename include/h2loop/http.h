@@ -185,6 +185,35 @@ class Response {
 // response started); the connection and its other streams go on.
 using Handler = std::function<void(const Request&, Response)>;
 
+// One response field a route adds to its answers (an owned copy).
+struct ResponseField {
+  std::string name;  // lowercase, an RFC 9110 token
+  std::string value;
+  bool operator==(const ResponseField&) const = default;
+};
+
+// Options of a files() route.
+struct FilesOptions {
+  // Fields added to this route's 2xx and 3xx answers (200, 206, 304), as
+  // nginx's `add_header` without `always`: e.g. {"cache-control",
+  // "max-age=3600"}. Error answers (4xx, 5xx) and OPTIONS answers do not get
+  // them, so a 404 is not cached for an hour. At most kMaxFields of them;
+  // names are lowercase tokens, each at most once; values carry no CR, LF,
+  // NUL or other control character (tab aside) and no leading or trailing
+  // whitespace, and a name and value together are at most kMaxFieldBytes.
+  // Names the server sets itself are refused, so nothing is sent twice or
+  // silently replaced: content-length, content-type, content-encoding,
+  // content-range, accept-ranges, etag, last-modified, date, server, vary,
+  // allow, and the connection-specific connection, keep-alive,
+  // proxy-connection, transfer-encoding, upgrade, te, trailer.
+  std::vector<ResponseField> headers;
+  static constexpr size_t kMaxFields = 32;
+  static constexpr size_t kMaxFieldBytes = 4096;
+};
+
+// Why `name: value` cannot be one of FilesOptions::headers; empty when it can.
+[[nodiscard]] std::string_view responseFieldError(std::string_view name, std::string_view value);
+
 struct RouteOptions {
   // Time from the end of the request (its headers, or the last byte of its
   // body) to the start of the response; then 504, and the application is
@@ -194,8 +223,17 @@ struct RouteOptions {
 
 // Method + path → handler. The most specific path decides: an exact path,
 // else the longest matching prefix. If none of its routes takes the method,
-// the answer is 405 (with allow: their methods); no path at all is 404. Build it before the server
-// starts; it is read-only afterwards (shared by every worker).
+// the answer is 405 (with allow: their methods and OPTIONS); no path at all is
+// 404. Build it before the server starts; it is read-only afterwards (shared
+// by every worker).
+//
+// OPTIONS (RFC 9110 §9.3.7) is answered by the server, 200 with
+// content-length 0 and `allow`: for `OPTIONS *` (HTTP/1.1 asterisk-form, or
+// an HTTP/2 :path of "*") the methods of every route (files and metrics:
+// GET, HEAD) and OPTIONS; for a path, the methods of the routes there and
+// OPTIONS (a path without routes: 404). A route that takes OPTIONS itself
+// (method "OPTIONS", or "" for every method) gets the request instead: an
+// application answers its own CORS preflights.
 class Router {
  public:
   // method "" matches every method. Exact path.
@@ -211,8 +249,12 @@ class Router {
   }
   // Static files of `root` under the directory `prefix` (GET and HEAD;
   // conditional requests, ETag, cached descriptors): "/static/a/b.css" →
-  // root/a/b.css ("/static" and "/static/" mount the same).
-  Router& files(std::string prefix, std::filesystem::path root);
+  // root/a/b.css ("/static" and "/static/" mount the same). Several mounts:
+  // the longest prefix wins ("/static/img/x.png" goes to a "/static/img"
+  // mount before a "/static" one). Throws std::invalid_argument for a prefix
+  // not starting with '/', a prefix already mounted, or a field of `options`
+  // that responseFieldError() refuses.
+  Router& files(std::string prefix, std::filesystem::path root, FilesOptions options = {});
   // Prometheus metrics of the whole server at `path`.
   Router& metrics(std::string path);
   // A WebSocket endpoint at the exact `path` (see h2loop/websocket.h): an
@@ -224,6 +266,19 @@ class Router {
   // A websocket() route exists (HTTP/2 then offers extended CONNECT).
   [[nodiscard]] bool hasWebSockets() const { return websockets_; }
 
+  // The body of the server's own error answers with `status`: routing's 404
+  // and 405, and the static files' 400, 403, 404, 405, 416, 500 and 503 (the
+  // statuses in kErrorPageStatuses). The answer keeps its status and its
+  // other fields (allow, content-range), takes this content-type and body
+  // (content-length: its size; HEAD: the headers only). A 2xx or 3xx is
+  // never touched. Not covered: what the application answers itself (its
+  // 413, the 500 of a dropped handle, the 504 of a response timeout) and
+  // what HTTP/1.1 refuses before routing (400, 408, 414, 431, 501, 505).
+  // Throws std::invalid_argument for another status or an empty or invalid
+  // content-type; a second call for a status replaces the first.
+  Router& errorPage(int status, std::string content_type, std::string body);
+  static constexpr int kErrorPageStatuses[] = {400, 403, 404, 405, 416, 500, 503};
+
   struct Route {
     enum class Kind : uint8_t { kHandler, kFiles, kMetrics };
     Kind kind = Kind::kHandler;
@@ -232,12 +287,21 @@ class Router {
     bool is_prefix = false;
     Handler handler;
     RouteOptions options;
-    std::filesystem::path root;  // kFiles
+    std::filesystem::path root;          // kFiles
+    std::vector<ResponseField> headers;  // kFiles: FilesOptions::headers
   };
   [[nodiscard]] const std::vector<Route>& routes() const { return routes_; }
 
+  struct ErrorPage {
+    int status = 0;
+    std::string content_type;
+    std::string body;
+  };
+  [[nodiscard]] const std::vector<ErrorPage>& errorPages() const { return error_pages_; }
+
  private:
   std::vector<Route> routes_;
+  std::vector<ErrorPage> error_pages_;
   bool websockets_ = false;
 };
 

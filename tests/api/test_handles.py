@@ -440,10 +440,10 @@ class Routing(AppCase):
                                                      *extra).stdout
         self.assertEqual(code("/static/no-such-file"), b"404")
         self.assertEqual(code("/static/../" + name, "--path-as-is"), b"400")
-        # /hold takes GET only: another method gets 405 with allow.
+        # /hold takes GET only: another method gets 405 with allow (and OPTIONS).
         r = self.server.curl("/hold", "-X", "DELETE", "-D", "-", "-o", "/dev/null")
         self.assertIn(b" 405", r.stdout.splitlines()[0])
-        self.assertIn(b"allow: get\r\n", r.stdout.lower())
+        self.assertIn(b"allow: get, options\r\n", r.stdout.lower())
 
 
 class UnansweredDroppedThrown(AppCase):

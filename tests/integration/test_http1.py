@@ -366,7 +366,7 @@ class Interop(Http1Case):
         r = self.curl_h1("/index.html", "-X", "POST", "-d", "x=1", "-D", "-", "-o", "/dev/null")
         head = r.stdout.decode().lower()
         self.assertRegex(head, r"^http/1\.1 405 ")
-        self.assertIn("allow: get, head\r\n", head)
+        self.assertIn("allow: get, head, options\r\n", head)
 
     def test_curl_reuses_one_connection_for_several_urls(self):
         urls = [self.server.url(p) for p in ("/index.html", "/sub/", "/missing", "/1m.bin")]
@@ -431,7 +431,7 @@ class Interop(Http1Case):
                     # (its content-length: test_head_has_the_content_length_and_no_body)
                     self.assertEqual(data, b"")
                 elif status == 405:
-                    self.assertEqual(r.getheader("allow"), "GET, HEAD")
+                    self.assertEqual(r.getheader("allow"), "GET, HEAD, OPTIONS")
                 elif path == "/sub/":
                     self.assertEqual(data, b"sub index\n")
                 elif path == "/1m.bin":
@@ -490,7 +490,7 @@ class Interop(Http1Case):
                 c.send(request("/index.html", method, headers=(("Content-Length", "0"),)))
                 r = c.read_response()
                 self.assertEqual((r.version, r.status), ("HTTP/1.1", status), method)
-                self.assertEqual(r.get("allow"), "GET, HEAD")
+                self.assertEqual(r.get("allow"), "GET, HEAD, OPTIONS")
             finally:
                 c.close()
 
@@ -763,7 +763,7 @@ class Lifetime(Http1Case):
                            body=body) + request("/sub/"))
             r = c.read_response()
             self.assertEqual(r.status, 405)
-            self.assertEqual(r.get("allow"), "GET, HEAD")
+            self.assertEqual(r.get("allow"), "GET, HEAD, OPTIONS")
             self.assertEqual(r.all("connection"), [])
             r = c.read_response()
             self.assertEqual((r.status, r.body), (200, b"sub index\n"))
