@@ -16,9 +16,24 @@ inline constexpr std::string_view kDefaultTls12Ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+// One certificate with its key (and, optionally, its stapled OCSP response).
+struct CertificateFiles {
+  std::filesystem::path cert;  // PEM; leaf first, then intermediates
+  std::filesystem::path key;   // PEM private key matching the leaf
+  // A DER OCSP response for this certificate, stapled to every handshake
+  // whose client asks (status_request). Empty: none.
+  std::filesystem::path ocsp_response;
+  bool operator==(const CertificateFiles&) const = default;
+};
+
 struct TlsOptions {
   std::filesystem::path cert_file;  // PEM; leaf first, then intermediates
   std::filesystem::path key_file;   // PEM private key matching the leaf
+  // More certificates, chosen by the client's SNI (server_name) against the
+  // DNS names each one carries (subjectAltName, else its CN; "*.example.com"
+  // matches one label). The first certificate whose names match wins; a
+  // client without SNI, or with a name none carries, gets cert_file.
+  std::vector<CertificateFiles> sni;
   // SSL_CTX_set_cipher_list() syntax, TLS 1.2 only. Keep it within RFC 9113's allowance.
   std::string tls12_ciphers = std::string(kDefaultTls12Ciphers);
   // SSL_CTX_set_ciphersuites() syntax, e.g. "TLS_AES_128_GCM_SHA256". Empty: OpenSSL's default.
@@ -39,8 +54,8 @@ struct TlsOptions {
   // Raw 80-byte keys used when no file is given (the server makes one per
   // process, so that a reload does not invalidate the tickets it issued).
   std::vector<std::string> ticket_keys;
-  // A DER OCSP response for the certificate, stapled to every handshake
-  // whose client asks (status_request). Empty: none.
+  // A DER OCSP response for cert_file, stapled to every handshake whose
+  // client asks (status_request). Empty: none.
   std::filesystem::path ocsp_response_file;
 };
 
@@ -67,20 +82,23 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  [[nodiscard]] SSL_CTX* get() const { return ctx_.get(); }
+  // The default certificate's context: every handshake starts on it (an SNI
+  // match then moves the SSL to that certificate's context).
+  [[nodiscard]] SSL_CTX* get() const;
   [[nodiscard]] const TlsOptions& options() const;
-  // Ticket keys and the OCSP response, as the OpenSSL callbacks read them
-  // (opaque outside tls_context.cc).
+  // The certificate (index into [cert_file, sni...]) a handshake with this
+  // SNI name gets; 0 for none or an unknown name. Case-insensitive.
+  [[nodiscard]] size_t certificateFor(std::string_view server_name) const;
+  // The DNS names certificate `index` was found to carry.
+  [[nodiscard]] const std::vector<std::string>& namesOf(size_t index) const;
+  // Ticket keys, certificates and their names and OCSP responses, as the
+  // OpenSSL callbacks read them (opaque outside tls_context.cc).
   struct Extras;
 
  private:
-  struct CtxDeleter {
-    void operator()(SSL_CTX* ctx) const;
-  };
   // Heap-allocated: its address is the client-hello callback's argument and must not move.
   std::unique_ptr<TlsOptions> options_;
   std::unique_ptr<Extras> extras_;
-  std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
 };
 
 }  // namespace h2loop::net

@@ -38,12 +38,42 @@ namespace server {
 class Server;
 }
 
+// A certificate served to the clients whose SNI it carries (see
+// ServerOptions::sni).
+struct CertificateFiles {
+  std::filesystem::path cert;           // PEM chain, leaf first
+  std::filesystem::path key;            // PEM
+  std::filesystem::path ocsp_response;  // DER, stapled when asked; empty: none
+};
+
 struct ServerOptions {
   // "HOST:PORT", "[::1]:PORT"; port 0 picks a free one (see Server::ports()).
   std::vector<std::string> listen{"127.0.0.1:8443"};
+  // Addresses served in cleartext (h2c, and HTTP/1.1) even when there are
+  // certificates; their ports follow listen's in Server::ports().
+  std::vector<std::string> listen_h2c;
   // PEM certificate chain and key; both empty: cleartext h2c.
   std::filesystem::path cert;
   std::filesystem::path key;
+  // More certificates, each served to clients whose SNI is one of its DNS
+  // names (subjectAltName, else CN; "*.example.com" covers one label);
+  // cert/key serve every other client. A certificate without a DNS name is
+  // refused.
+  std::vector<CertificateFiles> sni;
+  // DER OCSP response stapled for `cert`; empty: none.
+  std::filesystem::path ocsp_response;
+  // "1.2" or "1.3": the lowest TLS version accepted.
+  std::string tls_min_version = "1.2";
+  // Session-ticket key files, 80 bytes each (`openssl rand 80`): the first
+  // issues tickets, every one resumes, so servers given the same files
+  // resume each other's sessions. None: a key of the server's own, kept
+  // across reload().
+  std::vector<std::filesystem::path> ticket_key_files;
+  // Load balancers allowed to speak the PROXY protocol (v1 or v2), as CIDR
+  // blocks ("10.0.0.0/8", "::1/128"). Non-empty: every connection must start
+  // with a PROXY header from one of them (others are refused), and the
+  // client address it carries is what Request::peer() gives.
+  std::vector<std::string> proxy_protocol_from;
   // "epoll" or "libevent" (threaded servers; an embedded one uses the given loop).
   std::string event_loop = "epoll";
   unsigned workers = 1;
@@ -83,6 +113,18 @@ class Server {
   void shutdown(std::function<void()> done = nullptr);
   // Threaded: waits until every worker has finished.
   void wait();
+
+  // Takes `options` for the connections accepted from now on: certificates
+  // (re-read from their files even under the same names; SNI ones, OCSP and
+  // ticket keys too), limits, timeouts, PROXY protocol sources. Open
+  // connections and their requests keep what they were accepted under.
+  // What only a restart can change (listen addresses, workers, event loop,
+  // cleartext vs TLS, HTTP/1.1, max_concurrent_streams; the routes stay
+  // those given at construction) keeps its running value; the names of
+  // such options that differed are returned. Throws std::runtime_error, and
+  // changes nothing, when a certificate or key file cannot be used or an
+  // option is malformed. Any thread.
+  std::vector<std::string> reload(const ServerOptions& options);
 
   // The port each listen address got.
   [[nodiscard]] const std::vector<uint16_t>& ports() const;

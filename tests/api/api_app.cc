@@ -559,7 +559,11 @@ int main(int argc, char** argv) {
   int64_t response_timeout_ms = 30000;
   size_t bound = 64 * 1024;
   unsigned threads = 4;
+  std::vector<std::string> listen_h2c;
+  std::vector<std::pair<std::string, std::string>> sni;
   CLI::App app{"h2loop API test application"};
+  app.add_option("--listen-h2c", listen_h2c);
+  app.add_option("--sni-cert", sni);
   app.add_option("--listen", listen);
   app.add_option("--root", root)->required();
   app.add_option("--cert", cert);
@@ -582,6 +586,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // Server::reload() with the same options: files re-read
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   ThreadPool pool(threads);
@@ -647,6 +652,9 @@ int main(int argc, char** argv) {
   options.drain_timeout = seconds(drain);
   options.response_timeout = std::chrono::milliseconds(response_timeout_ms);
   options.stream_write_bound = bound;
+  options.listen_h2c = listen_h2c;
+  for (const auto& [c, k] : sni)
+    options.sni.push_back({c, k, {}});
 
   int code = 0;
   try {
@@ -654,9 +662,21 @@ int main(int argc, char** argv) {
     server.start();
     std::fprintf(stderr, "api app listening on 127.0.0.1:%u (%s, %s loop)\n", server.ports()[0],
                  cert.empty() ? "h2c" : "TLS", loop.c_str());
+    std::string ports;
+    for (uint16_t p : server.ports())
+      ports += " " + std::to_string(p);
+    std::fprintf(stderr, "api app ports:%s\n", ports.c_str());
     std::fflush(stderr);
     int sig = 0;
-    sigwait(&signals, &sig);
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+      try {
+        const std::vector<std::string> kept = server.reload(options);
+        std::fprintf(stderr, "api app: reloaded (%zu option(s) kept for a restart)\n", kept.size());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "api app: reload failed: %s\n", e.what());
+      }
+      std::fflush(stderr);
+    }
     server.shutdown();
     server.wait();
   } catch (const std::exception& e) {

@@ -525,6 +525,32 @@ TEST(TlsTransport, StaleErrorOnTheThreadQueueDoesNotBreakRead) {
   EXPECT_EQ(ERR_peek_error(), 0u) << "the transport leaves the queue clean";
 }
 
+// SNI: names come from each certificate (generateSelfSigned writes
+// DNS:<cn>, DNS:localhost); the default serves whatever matches nothing.
+TEST(TlsContext, SniNamesChooseTheirCertificate) {
+  TempDir dir;
+  net::TlsOptions o = defaultOptions();
+  for (const char* cn : {"a.example", "*.wild.example", "b.example"}) {
+    const std::string base = (dir.path() / (std::string(cn[0] == '*' ? "wild" : cn))).string();
+    net::generateSelfSigned(base + ".pem", base + ".key", cn);
+    o.sni.push_back({base + ".pem", base + ".key", {}});
+  }
+  const net::TlsContext ctx(o);
+  EXPECT_EQ(ctx.certificateFor("a.example"), 1u);
+  EXPECT_EQ(ctx.certificateFor("A.Example"), 1u);
+  EXPECT_EQ(ctx.certificateFor("x.wild.example"), 2u);
+  EXPECT_EQ(ctx.certificateFor("b.example"), 3u);
+  // A wildcard covers one label: not the bare domain, not two labels.
+  EXPECT_EQ(ctx.certificateFor("wild.example"), 0u);
+  EXPECT_EQ(ctx.certificateFor("y.x.wild.example"), 0u);
+  EXPECT_EQ(ctx.certificateFor(""), 0u);
+  EXPECT_EQ(ctx.certificateFor("unknown.example"), 0u);
+  EXPECT_EQ(ctx.certificateFor(std::string(300, 'a')), 0u);
+  // "localhost" is in every certificate: the first one listed (the default) keeps it.
+  EXPECT_EQ(ctx.certificateFor("localhost"), 0u);
+  EXPECT_EQ(ctx.namesOf(2), (std::vector<std::string>{"*.wild.example", "localhost"}));
+}
+
 TEST(TlsTransport, DecryptedBytesLeftInsideAreReportedAsPendingInput) {
   TlsPair p;
   p.establish();
