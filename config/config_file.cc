@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -12,6 +13,7 @@
 #include "eventloop/loop_factory.h"
 #include "net/proxy_protocol.h"
 #include "net/socket_util.h"
+#include "server/mounts.h"
 
 namespace h2loop::config {
 namespace {
@@ -131,6 +133,7 @@ class Section {
   }
 
   [[nodiscard]] const std::string& prefix() const { return prefix_; }
+  [[nodiscard]] const std::string& name() const { return name_; }
 
  private:
   const toml::table& table_;
@@ -153,14 +156,121 @@ void listenAddresses(Section& s, ServerConfig& cfg) {
     s.fail(*n, "listen", "expected \"HOST:PORT\" or a list of them");
   }
   std::vector<server::ListenAddress> out;
-  for (const toml::node* e : items) {
-    if (!e->is_string()) s.fail(*e, "listen", "expected \"HOST:PORT\"");
-    const std::string text = e->value<std::string>().value_or("");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const toml::node* e = items[i];
+    // "HOST:PORT", or { address = "HOST:PORT", tls = false } for h2c there.
+    bool tls = true;
+    const toml::node* address = e;
+    std::string key = "listen";
+    if (const toml::table* t = e->as_table()) {
+      Section entry(*t, fmt::format("listen[{}].", i), s.name());
+      address = entry.find("address");
+      if (address == nullptr) entry.fail(*e, "address", "missing (\"HOST:PORT\")");
+      entry.boolean("tls", tls);
+      entry.finish();
+      key = fmt::format("listen[{}].address", i);
+    }
+    if (!address->is_string()) {
+      s.fail(*address, key, "expected \"HOST:PORT\" or { address = \"HOST:PORT\", tls = false }");
+    }
+    const std::string text = address->value<std::string>().value_or("");
     net::HostPortResult hp = net::parseHostPort(text);
-    if (!hp.ok()) s.fail(*e, "listen", fmt::format("\"{}\": {}", text, hp.error));
-    out.push_back({hp.host, hp.port});
+    if (!hp.ok()) s.fail(*address, key, fmt::format("\"{}\": {}", text, hp.error));
+    out.push_back({hp.host, hp.port, !tls});
   }
   cfg.listen = std::move(out);
+}
+
+// [[tls.sni]]: { cert, key, ocsp_response } each.
+void sniCertificates(Section& s, const std::filesystem::path& base,
+                     std::vector<net::CertificateFiles>& out) {
+  const toml::node* n = s.find("sni");
+  if (n == nullptr) return;
+  const toml::array* a = n->as_array();
+  if (a == nullptr) s.fail(*n, "sni", "expected [[tls.sni]] tables (cert, key, ocsp_response)");
+  std::vector<net::CertificateFiles> v;
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::table* t = (*a)[i].as_table();
+    if (t == nullptr) s.fail((*a)[i], "sni", "expected a table (cert, key, ocsp_response)");
+    Section entry(*t, fmt::format("{}sni[{}].", s.prefix(), i), s.name());
+    net::CertificateFiles files;
+    if (!entry.path("cert", files.cert, base)) entry.fail(*t, "cert", "missing");
+    if (!entry.path("key", files.key, base)) entry.fail(*t, "key", "missing");
+    entry.path("ocsp_response", files.ocsp_response, base);
+    entry.finish();
+    v.push_back(std::move(files));
+  }
+  out = std::move(v);
+}
+
+// A table of response fields, { "cache-control" = "max-age=3600", ... }
+// (FilesOptions::headers, checked as the router will).
+std::vector<ResponseField> responseFields(Section& s, std::string_view key) {
+  const toml::node* n = s.find(key);
+  if (n == nullptr) return {};
+  const toml::table* t = n->as_table();
+  if (t == nullptr) s.fail(*n, key, "expected a table of fields ({ \"cache-control\" = \"...\" })");
+  if (t->size() > FilesOptions::kMaxFields) s.fail(*n, key, "more than 32 fields");
+  std::vector<ResponseField> out;
+  for (auto&& [k, v] : *t) {
+    const std::string field = fmt::format("{}.{}", key, k.str());
+    if (!v.is_string()) s.fail(v, field, "expected a string");
+    ResponseField f{std::string(k.str()), v.value<std::string>().value_or("")};
+    if (std::string_view why = responseFieldError(f.name, f.value); !why.empty()) {
+      s.fail(v, field, why);
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+// root_headers, [[mount]] (prefix, root, headers) and [error_pages].
+void mountsAndErrorPages(Section& top, const std::filesystem::path& base, ServerConfig& cfg) {
+  if (top.find("root_headers") != nullptr) cfg.root_headers = responseFields(top, "root_headers");
+  if (const toml::node* n = top.find("mount")) {
+    const toml::array* a = n->as_array();
+    if (a == nullptr) top.fail(*n, "mount", "expected [[mount]] tables (prefix, root, headers)");
+    std::vector<server::Mount> mounts;
+    for (size_t i = 0; i < a->size(); ++i) {
+      const toml::table* t = (*a)[i].as_table();
+      if (t == nullptr) top.fail((*a)[i], "mount", "expected a table (prefix, root, headers)");
+      Section entry(*t, fmt::format("mount[{}].", i), top.name());
+      server::Mount m;
+      if (!entry.string("prefix", m.prefix)) entry.fail(*t, "prefix", "missing");
+      if (std::string_view why = server::mountPrefixError(m.prefix); !why.empty()) {
+        entry.fail(*t->get("prefix"), "prefix", why);
+      }
+      for (const server::Mount& other : mounts) {
+        if (server::canonicalPrefix(other.prefix) == server::canonicalPrefix(m.prefix)) {
+          entry.fail(*t->get("prefix"), "prefix", fmt::format("\"{}\" is mounted twice", m.prefix));
+        }
+      }
+      if (!entry.path("root", m.root, base)) entry.fail(*t, "root", "missing");
+      m.headers = responseFields(entry, "headers");
+      entry.finish();
+      mounts.push_back(std::move(m));
+    }
+    cfg.mounts = std::move(mounts);
+  }
+  if (const toml::table* t = top.table("error_pages")) {
+    Section s(*t, "error_pages.", top.name());
+    std::map<int, std::filesystem::path> pages;
+    for (auto&& [k, v] : *t) {
+      const std::string key(k.str());
+      int status = 0;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), status);
+      if (ec != std::errc() || end != key.data() + key.size() ||
+          std::find(std::begin(Router::kErrorPageStatuses), std::end(Router::kErrorPageStatuses),
+                    status) == std::end(Router::kErrorPageStatuses)) {
+        s.fail(v, key,
+               "not a status the server answers itself (400, 403, 404, 405, 416, 500, 503)");
+      }
+      if (pages.count(status) != 0) s.fail(v, key, "given twice");
+      s.path(key, pages[status], base);
+    }
+    s.finish();
+    cfg.error_pages = std::move(pages);
+  }
 }
 
 void apply(const toml::table& root, const std::string& name, const std::filesystem::path& base,
@@ -234,6 +344,7 @@ void apply(const toml::table& root, const std::string& name, const std::filesyst
     }
     s.paths("ticket_keys", cfg.tls_ticket_key_files, base);
     s.path("ocsp_response", cfg.tls_ocsp_response, base);
+    sniCertificates(s, base, cfg.sni_certificates);
     s.finish();
   }
   if (const toml::table* t = top.table("limits")) {
@@ -261,6 +372,25 @@ void apply(const toml::table& root, const std::string& name, const std::filesyst
     s.boolean("ranges", cfg.static_files.ranges);
     s.integer("max_ranges", cfg.static_files.max_ranges, 0, 10'000);
     s.boolean("precompressed", cfg.static_files.precompressed);
+    server::StaticFilesOptions& o = cfg.static_files;
+    s.boolean("compress", o.compress);
+    s.integer("compress_min_size", o.compress_min_size, 0, int64_t{1} << 30);
+    s.integer("compress_max_size", o.compress_max_size, 0, int64_t{64} << 20);
+    s.integer("compress_budget", o.compress_budget, 0, int64_t{1} << 40);
+    s.integer("gzip_level", o.gzip_level, 1, 9);
+    s.integer("brotli_quality", o.brotli_quality, 0, 11);
+    if (const toml::node* n = s.find("compress_types")) {
+      const toml::array* a = n->as_array();
+      if (a == nullptr) s.fail(*n, "compress_types", "expected a list of media types");
+      o.compress_types.clear();
+      for (const toml::node& e : *a) {
+        const std::string v = e.value<std::string>().value_or("");
+        if (!e.is_string() || v.find('/') == std::string::npos || v.front() == '/') {
+          s.fail(e, "compress_types", "expected a media type (\"text/css\", \"text/*\")");
+        }
+        o.compress_types.push_back(v);
+      }
+    }
     s.finish();
   }
   if (const toml::table* t = top.table("websocket")) {
@@ -276,6 +406,7 @@ void apply(const toml::table& root, const std::string& name, const std::filesyst
     s.seconds("pong_timeout", w.pong_timeout);
     s.finish();
   }
+  mountsAndErrorPages(top, base, cfg);
   top.finish();
 }
 
@@ -334,11 +465,34 @@ void applyConfigFile(const std::filesystem::path& file, ServerConfig& cfg,
 
 std::string effectiveConfig(const ServerConfig& cfg, const ProgramSettings& program) {
   toml::array listen;
-  for (const server::ListenAddress& l : cfg.listen)
-    listen.push_back(hostPort(l));
+  for (const server::ListenAddress& l : cfg.listen) {
+    if (l.cleartext) {
+      listen.push_back(toml::table{{"address", hostPort(l)}, {"tls", false}});
+    } else {
+      listen.push_back(hostPort(l));
+    }
+  }
   toml::table top;
   top.insert("listen", std::move(listen));
   top.insert("root", cfg.root.string());
+  auto fields = [](const std::vector<ResponseField>& v) {
+    toml::table t;
+    for (const ResponseField& f : v)
+      t.insert(f.name, f.value);
+    t.is_inline(true);
+    return t;
+  };
+  if (!cfg.root_headers.empty()) top.insert("root_headers", fields(cfg.root_headers));
+  toml::array mounts;
+  for (const server::Mount& m : cfg.mounts) {
+    mounts.push_back(toml::table{
+        {"prefix", m.prefix}, {"root", m.root.string()}, {"headers", fields(m.headers)}});
+  }
+  if (!mounts.empty()) top.insert("mount", std::move(mounts));
+  toml::table pages;
+  for (const auto& [status, file] : cfg.error_pages)
+    pages.insert(std::to_string(status), file.string());
+  top.insert("error_pages", std::move(pages));
   top.insert("event_loop", cfg.event_loop);
   top.insert("workers", static_cast<int64_t>(cfg.workers));
   top.insert("max_connections", static_cast<int64_t>(cfg.max_connections));
@@ -366,6 +520,13 @@ std::string effectiveConfig(const ServerConfig& cfg, const ProgramSettings& prog
     tickets.push_back(p.string());
   tls.insert("ticket_keys", std::move(tickets));
   if (!cfg.tls_ocsp_response.empty()) tls.insert("ocsp_response", cfg.tls_ocsp_response.string());
+  toml::array sni;
+  for (const net::CertificateFiles& c : cfg.sni_certificates) {
+    toml::table t{{"cert", c.cert.string()}, {"key", c.key.string()}};
+    if (!c.ocsp_response.empty()) t.insert("ocsp_response", c.ocsp_response.string());
+    sni.push_back(std::move(t));
+  }
+  if (!sni.empty()) tls.insert("sni", std::move(sni));
   top.insert("tls", std::move(tls));
 
   toml::table limits;
@@ -388,6 +549,16 @@ std::string effectiveConfig(const ServerConfig& cfg, const ProgramSettings& prog
   files.insert("ranges", cfg.static_files.ranges);
   files.insert("max_ranges", static_cast<int64_t>(cfg.static_files.max_ranges));
   files.insert("precompressed", cfg.static_files.precompressed);
+  files.insert("compress", cfg.static_files.compress);
+  files.insert("compress_min_size", static_cast<int64_t>(cfg.static_files.compress_min_size));
+  files.insert("compress_max_size", static_cast<int64_t>(cfg.static_files.compress_max_size));
+  files.insert("compress_budget", static_cast<int64_t>(cfg.static_files.compress_budget));
+  files.insert("gzip_level", static_cast<int64_t>(cfg.static_files.gzip_level));
+  files.insert("brotli_quality", static_cast<int64_t>(cfg.static_files.brotli_quality));
+  toml::array types;
+  for (const std::string& t : cfg.static_files.compress_types)
+    types.push_back(t);
+  files.insert("compress_types", std::move(types));
   top.insert("static", std::move(files));
 
   const WebSocketOptions& w = cfg.websocket_options;

@@ -26,8 +26,14 @@
 //   [limits]     max_concurrent_streams, output_high_watermark,
 //                kernel_unsent_limit, stream_write_bound
 //   [timeouts]   handshake, header, idle, write, drain, response   (seconds)
-//   [static]     ranges, max_ranges, precompressed
+//   [static]     ranges, max_ranges, precompressed, compress, compress_min_size,
+//                compress_max_size, compress_budget, compress_types, gzip_level,
+//                brotli_quality
 //   [websocket]  echo, max_message, send_bound, ping_interval, pong_timeout
+//   root_headers = { "cache-control" = "no-cache" }   # fields of root's 2xx/3xx
+//   [[mount]]    prefix = "/assets", root = "assets",
+//                headers = { "cache-control" = "max-age=31536000" }   (repeatable)
+//   [error_pages] 404 = "errors/404.html"   # 400, 403, 404, 405, 416, 500, 503
 //
 // A relative path is taken relative to the file's own directory, so a file
 // means the same whatever directory the server is started from.

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,18 +14,27 @@
 #include "h2loop/http.h"
 #include "h2loop/websocket.h"
 #include "net/proxy_protocol.h"
+#include "net/tls_context.h"
 #include "server/static_files.h"
-
-namespace h2loop::net {
-class TlsContext;
-}
 
 namespace h2loop::server {
 
 struct ListenAddress {
   std::string host;  // literal address; "" = any
   uint16_t port = 0;
+  // h2c (and HTTP/1.1) on this address, even when the server has
+  // certificates: e.g. for a load balancer on a private network.
+  bool cleartext = false;
   bool operator==(const ListenAddress&) const = default;
+};
+
+// A document root served below a path prefix, with the fields its 2xx and
+// 3xx answers carry (FilesOptions::headers).
+struct Mount {
+  std::string prefix;  // starts with '/'; not "/" (that is ServerConfig::root)
+  std::filesystem::path root;
+  std::vector<ResponseField> headers;
+  bool operator==(const Mount&) const = default;
 };
 
 // Everything the server is told at start-up. Defaults are production values.
@@ -33,9 +43,18 @@ struct ServerConfig {
   // Listening sockets made by someone else (systemd socket activation),
   // non-blocking; when given, `listen` is not used and the server owns them.
   std::vector<int> listen_fds;
-  std::filesystem::path root;
+  std::filesystem::path root;               // the "/" mount
+  std::vector<ResponseField> root_headers;  // its fields (FilesOptions::headers)
+  // More document roots below other prefixes (the longest prefix wins).
+  std::vector<Mount> mounts;
+  // Status → file whose content becomes the body of the server's own answer
+  // with that status (Router::errorPage; read at start, at most 64 KiB).
+  std::map<int, std::filesystem::path> error_pages;
   std::filesystem::path cert;  // both empty: the listeners speak h2c
   std::filesystem::path key;
+  // More certificates, chosen by SNI (net::TlsOptions::sni); cert/key is the
+  // default one.
+  std::vector<net::CertificateFiles> sni_certificates;
   std::string tls13_ciphers;            // empty: OpenSSL's defaults
   std::string tls12_ciphers;            // empty: net::kDefaultTls12Ciphers (RFC 9113's allowance)
   std::string tls_min_version = "1.2";  // or "1.3"

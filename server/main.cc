@@ -27,6 +27,7 @@
 #include "net/socket_util.h"
 #include "net/tls_context.h"
 #include "server/access_log.h"
+#include "server/mounts.h"
 #include "server/server.h"
 
 namespace {
@@ -90,7 +91,8 @@ Loaded load(int argc, char** argv, bool quiet) {
     }
   }
 
-  std::vector<std::string> listen;
+  std::vector<std::string> listen, listen_h2c;
+  std::vector<std::pair<std::string, std::string>> sni_certs;
   std::string root = cfg.root.string();
   std::string cert = cfg.cert.string(), key = cfg.key.string();
   std::string access_log_file = out.program.access_log_file.string();
@@ -117,10 +119,20 @@ Loaded load(int argc, char** argv, bool quiet) {
   auto* listen_opt =
       app.add_option("--listen", listen, "HOST:PORT to listen on (repeatable; [::1]:8443 for IPv6)")
           ->default_str("127.0.0.1:8443");
+  auto* listen_h2c_opt = app.add_option(
+      "--listen-h2c", listen_h2c,
+      "HOST:PORT to listen on in cleartext (h2c, HTTP/1.1) even with a certificate (repeatable)");
   app.add_option("--root", root, "document root to serve (required here or in the file)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--cert", cert, "TLS certificate chain (PEM); without --cert/--key: h2c");
   app.add_option("--key", key, "TLS private key (PEM)");
+  auto* sni_opt =
+      app.add_option("--sni-cert", sni_certs,
+                     "CERT KEY: one more certificate, served to clients whose SNI is one of its "
+                     "DNS names (repeatable; --cert/--key serve the others)")
+          ->each([](const std::string& f) {
+            if (!std::filesystem::exists(f)) throw CLI::ValidationError(f + ": no such file");
+          });
   app.add_option("--tls13-ciphers", cfg.tls13_ciphers, "TLS 1.3 cipher suites (OpenSSL syntax)");
   app.add_option(
       "--tls12-ciphers", cfg.tls12_ciphers,
@@ -169,7 +181,34 @@ Loaded load(int argc, char** argv, bool quiet) {
       ->check(CLI::Range(size_t{0}, size_t{10'000}));
   app.add_flag("--precompressed,!--no-precompressed", cfg.static_files.precompressed,
                "static files: serve FILE.br / FILE.gz when the client accepts them");
+  app.add_flag("--compress,!--no-compress", cfg.static_files.compress,
+               "static files: gzip / br text types on the fly (once per file version)");
+  app.add_option("--compress-min-size", cfg.static_files.compress_min_size,
+                 "static files: smaller files are not compressed (1024)");
+  app.add_option("--compress-max-size", cfg.static_files.compress_max_size,
+                 "static files: larger files are not compressed on the fly (262144)")
+      ->check(CLI::Range(size_t{0}, size_t{64} << 20));
+  app.add_option("--compress-budget", cfg.static_files.compress_budget,
+                 "static files: bytes of compressed bodies each worker keeps (8 MiB)");
+  app.add_option("--compress-types", cfg.static_files.compress_types,
+                 "static files: media types compressed on the fly (type/subtype or type/*; "
+                 "repeatable, replaces the default list)")
+      ->take_all();
+  app.add_option("--gzip-level", cfg.static_files.gzip_level, "on-the-fly gzip level (6)")
+      ->check(CLI::Range(1, 9));
+  app.add_option("--brotli-quality", cfg.static_files.brotli_quality,
+                 "on-the-fly brotli quality (5)")
+      ->check(CLI::Range(0, 11));
   app.add_option("--metrics-path", cfg.metrics_path, "serve Prometheus metrics at this path (off)");
+  std::vector<std::string> mount_flags, mount_header_flags, error_page_flags;
+  app.add_option("--mount", mount_flags,
+                 "PREFIX=DIR: serve DIR below PREFIX too (repeatable; the longest prefix wins)");
+  app.add_option("--mount-header", mount_header_flags,
+                 "PREFIX=NAME:VALUE: a field on the 2xx/3xx answers of the mount at PREFIX "
+                 "(\"/\": root's) (repeatable)");
+  app.add_option("--error-page", error_page_flags,
+                 "STATUS=FILE: the body of the server's own STATUS answers "
+                 "(400, 403, 404, 405, 416, 500, 503; repeatable)");
   app.add_option("--websocket-echo", cfg.websocket_echo,
                  "serve a WebSocket echo at this path (RFC 6455 and, over h2, RFC 8441) (off)");
   app.add_option("--ws-max-message", cfg.websocket_options.max_message,
@@ -215,16 +254,20 @@ Loaded load(int argc, char** argv, bool quiet) {
     return out;
   }
 
-  if (listen_opt->count() > 0) {
-    cfg.listen.clear();
-    for (const std::string& l : listen) {
+  // --listen replaces the file's TLS (or h2c-only server's) addresses,
+  // --listen-h2c its cleartext ones.
+  for (const bool cleartext : {false, true}) {
+    if ((cleartext ? listen_h2c_opt : listen_opt)->count() == 0) continue;
+    std::erase_if(cfg.listen,
+                  [&](const h2loop::server::ListenAddress& a) { return a.cleartext == cleartext; });
+    for (const std::string& l : cleartext ? listen_h2c : listen) {
       auto hp = h2loop::net::parseHostPort(l);
       if (!hp.ok()) {
-        out.error = fmt::format("--listen {}: {}", l, hp.error);
+        out.error = fmt::format("--listen{} {}: {}", cleartext ? "-h2c" : "", l, hp.error);
         out.exit_code = 2;
         return out;
       }
-      cfg.listen.push_back({hp.host, hp.port});
+      cfg.listen.push_back({hp.host, hp.port, cleartext});
     }
   }
   if (cfg.listen.empty()) cfg.listen.push_back({"127.0.0.1", 8443});
@@ -234,8 +277,20 @@ Loaded load(int argc, char** argv, bool quiet) {
     return out;
   }
   cfg.root = root;
+  try {
+    h2loop::server::applyMountFlags(cfg, mount_flags, mount_header_flags, error_page_flags);
+  } catch (const std::invalid_argument& e) {
+    out.error = e.what();
+    out.exit_code = 2;
+    return out;
+  }
   cfg.cert = cert;
   cfg.key = key;
+  if (sni_opt->count() > 0) {
+    cfg.sni_certificates.clear();
+    for (const auto& [c, k] : sni_certs)
+      cfg.sni_certificates.push_back({c, k, {}});
+  }
   if (access_file_opt->count() > 0) cfg.access_log = true;
   out.program.access_log_file = cfg.access_log ? access_log_file : "";
   cfg.session.max_concurrent_streams = max_streams;
@@ -262,17 +317,8 @@ int check(const Loaded& l) {
     return 2;
   }
   try {
-    if (!l.cfg.cert.empty()) {
-      h2loop::net::TlsOptions opts;
-      opts.cert_file = l.cfg.cert;
-      opts.key_file = l.cfg.key;
-      opts.tls13_ciphersuites = l.cfg.tls13_ciphers;
-      if (!l.cfg.tls12_ciphers.empty()) opts.tls12_ciphers = l.cfg.tls12_ciphers;
-      opts.min_version = l.cfg.tls_min_version;
-      opts.ticket_key_files = l.cfg.tls_ticket_key_files;
-      opts.ocsp_response_file = l.cfg.tls_ocsp_response;
-      (void)h2loop::net::TlsContext(opts);
-    }
+    (void)h2loop::server::makeTls(l.cfg, "");
+    (void)h2loop::server::routerFor(l.cfg);  // mount roots, fields, error pages
   } catch (const std::exception& e) {
     std::fprintf(stderr, "h2loop: %s\n", e.what());
     return 2;

@@ -10,25 +10,33 @@
 
 #include "net/socket_util.h"
 #include "net/tls_context.h"
+#include "server/mounts.h"
 
 namespace h2loop::server {
-namespace {
 
 std::shared_ptr<const net::TlsContext> makeTls(const ServerConfig& c,
                                                const std::string& ticket_key) {
-  if (c.cert.empty()) return nullptr;
+  if (c.cert.empty()) {
+    if (!c.sni_certificates.empty()) {
+      throw std::runtime_error("SNI certificates need a default certificate (--cert/--key)");
+    }
+    return nullptr;
+  }
   net::TlsOptions opts;
   opts.cert_file = c.cert;
   opts.key_file = c.key;
+  opts.sni = c.sni_certificates;
   opts.tls13_ciphersuites = c.tls13_ciphers;
   if (!c.tls12_ciphers.empty()) opts.tls12_ciphers = c.tls12_ciphers;
   opts.min_version = c.tls_min_version;
   opts.ticket_key_files = c.tls_ticket_key_files;
-  opts.ticket_keys = {ticket_key};
+  if (!ticket_key.empty()) opts.ticket_keys = {ticket_key};
   opts.ocsp_response_file = c.tls_ocsp_response;
   opts.http1 = c.http1;
   return std::make_shared<const net::TlsContext>(opts);
 }
+
+namespace {
 
 // What a reload cannot change without a restart: the listeners, the threads
 // and their loops, what is routed where, and what sizes the pools and buffers
@@ -45,6 +53,10 @@ std::vector<std::string> keepRestartOnly(const ServerConfig& running, ServerConf
   keep(&ServerConfig::listen, "listen");
   next.listen_fds = running.listen_fds;
   keep(&ServerConfig::root, "root");
+  // Routes are made once, at start-up; error pages are read then.
+  keep(&ServerConfig::root_headers, "root_headers");
+  keep(&ServerConfig::mounts, "mounts");
+  keep(&ServerConfig::error_pages, "error_pages");
   keep(&ServerConfig::event_loop, "event_loop");
   keep(&ServerConfig::workers, "workers");
   keep(&ServerConfig::http1, "http1");
@@ -55,13 +67,8 @@ std::vector<std::string> keepRestartOnly(const ServerConfig& running, ServerConf
   keep(&ServerConfig::pool_capacity, "pool_capacity");
   keep(&ServerConfig::file_cache_ttl_ms, "file_cache_ttl_ms");
   keep(&ServerConfig::file_cache_entries, "file_cache_entries");
-  const StaticFilesOptions& fa = running.static_files;
-  const StaticFilesOptions& fb = next.static_files;
-  if (fa.ranges != fb.ranges || fa.max_ranges != fb.max_ranges ||
-      fa.precompressed != fb.precompressed) {
-    kept.emplace_back("static");  // each worker's file services are made at start-up
-  }
-  next.static_files = fa;
+  // Each worker's file services are made at start-up.
+  keep(&ServerConfig::static_files, "static");
   const WebSocketOptions& a = running.websocket_options;
   const WebSocketOptions& b = next.websocket_options;
   if (a.max_message != b.max_message || a.send_bound != b.send_bound ||
@@ -113,19 +120,8 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
   if (config_.router) {
     shared_.routes = std::make_shared<http::RouteTable>(*config_.router);
   } else {
-    Router r;
-    if (!config_.metrics_path.empty()) r.metrics(config_.metrics_path);
-    if (!config_.websocket_echo.empty()) {
-      // Every message comes back as it came (text or binary). One answer
-      // per message: the WebSocket reads on only once the previous answers
-      // left, so send() is never refused here.
-      r.websocket(config_.websocket_echo,
-                  {.on_message = [](WebSocket& ws, WebSocket::Type type,
-                                    std::string_view data) { (void)ws.send(type, data); }},
-                  config_.websocket_options);
-    }
-    r.files("/", config_.root);
-    shared_.routes = std::make_shared<http::RouteTable>(std::move(r));
+    // Metrics, the WebSocket echo, the mounts and the error pages (read now).
+    shared_.routes = std::make_shared<http::RouteTable>(routerFor(config_));
   }
   // HTTP/2 offers extended CONNECT (RFC 8441) where a WebSocket can open.
   config_.session.enable_connect_protocol = shared_.routes->hasWebSockets();
@@ -137,11 +133,11 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
   // start-up error. One worker: no SO_REUSEPORT, so a second server on the
   // same port fails loudly instead of silently sharing it.
   const bool reuse_port = config_.workers > 1;
-  std::vector<std::vector<int>> fds(config_.workers);
+  std::vector<std::vector<ListenSocket>> fds(config_.workers);
   auto close_all = [&] {
     for (auto& v : fds)
-      for (int fd : v)
-        ::close(fd);
+      for (const ListenSocket& l : v)
+        ::close(l.fd);
   };
   auto name = [](const std::string& host, uint16_t port) {
     const bool v6 = host.find(':') != std::string::npos;
@@ -156,7 +152,7 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
         close_all();
         throw std::runtime_error("dup of an inherited listener: " + net::errnoString(errno));
       }
-      fds[w].push_back(copy);
+      fds[w].push_back({copy, false});
     }
     const std::optional<uint16_t> port = net::localPort(fd);
     ports_.push_back(port.value_or(0));
@@ -172,10 +168,11 @@ void Server::init(TransportFactory transport_factory, ev::Loop* embedded) {
         throw std::runtime_error(l.error);
       }
       if (port == 0) port = net::localPort(l.fd).value_or(0);
-      fds[w].push_back(l.fd);
+      fds[w].push_back({l.fd, addr.cleartext});
     }
     ports_.push_back(port);
-    listening_.push_back(name(addr.host, port));
+    listening_.push_back(name(addr.host, port) +
+                         (addr.cleartext && !config_.cert.empty() ? " (h2c)" : ""));
   }
   try {
     for (unsigned w = 0; w < config_.workers; ++w) {

@@ -11,6 +11,13 @@
 
 namespace h2loop::server {
 
+// The TLS context `config` asks for (its certificates, SNI ones included,
+// ciphers, ticket keys, OCSP), or null for h2c. `ticket_key`: the raw key
+// used when no key file is configured ("" for none). Throws
+// std::runtime_error naming the file at fault.
+std::shared_ptr<const net::TlsContext> makeTls(const ServerConfig& config,
+                                               const std::string& ticket_key);
+
 // The whole server: the TLS context, the listening sockets and the workers.
 // Construction does every start-up check and throws std::runtime_error with a
 // one-line message (missing root, unreadable certificate, port in use, bad

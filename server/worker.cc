@@ -33,7 +33,7 @@ std::unique_ptr<net::Transport> makeDefaultTransport(int fd, const net::TlsConte
   return std::make_unique<net::PlainTransport>(fd);
 }
 
-Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds,
+Worker::Worker(ServerShared& shared, unsigned index, std::vector<ListenSocket> listen_fds,
                ev::Loop* embedded)
     : shared_(shared),
       index_(index),
@@ -47,8 +47,8 @@ Worker::Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds
       block_cache_(std::make_unique<h2::BlockCache>(
           shared.config->output_high_watermark + h2::OutputBuffer::kFrameHeadroom, 64)) {
   counters_.pool_capacity.set(static_cast<int64_t>(pool_->capacity()));
-  for (int fd : listen_fds)
-    listeners_.push_back(Listener{fd, nullptr});
+  for (const ListenSocket& l : listen_fds)
+    listeners_.push_back(Listener{l.fd, l.cleartext, nullptr});
   // An embedded worker accepts from start() on: the application may run
   // its loop before.
   const uint32_t interest = owned_loop_ ? ev::kRead : ev::kNone;
@@ -199,7 +199,8 @@ void Worker::onAcceptable(Listener& l) {
     }
     (void)net::setNoDelay(fd);
     if (cfg.kernel_unsent_limit > 0) (void)net::setNotSentLowat(fd, cfg.kernel_unsent_limit);
-    std::unique_ptr<net::Transport> transport = shared_.transport_factory(fd, settings_->tls.get());
+    std::unique_ptr<net::Transport> transport =
+        shared_.transport_factory(fd, l.cleartext ? nullptr : settings_->tls.get());
     auto* c = new Connection(*this, fd, std::move(transport));
     c->next_ = connections_;
     if (connections_ != nullptr) connections_->prev_ = c;
@@ -248,9 +249,19 @@ void Worker::publishGauges() {
   counters_.pool_in_use.set(static_cast<int64_t>(pool_->inUse()));
   counters_.pool_refused.set(static_cast<int64_t>(pool_->refused()));
   int64_t open_files = 0;
-  for (const StaticFiles* f : service_->fileServices())
-    open_files += f->cacheStats().open_files;
+  int64_t compressed_bytes = 0;
+  uint64_t compressions[kCodings] = {};
+  for (const StaticFiles* f : service_->fileServices()) {
+    const FileCacheStats s = f->cacheStats();
+    open_files += s.open_files;
+    compressed_bytes += s.compressed_live_bytes;
+    for (size_t i = 0; i < kCodings; ++i)
+      compressions[i] += f->compressions(static_cast<Coding>(i));
+  }
   counters_.file_cache_open_files.set(open_files);
+  counters_.static_compressed_bytes.set(compressed_bytes);
+  for (size_t i = 0; i < kCodings; ++i)
+    counters_.static_compressed[i].set(static_cast<int64_t>(compressions[i]));
 }
 
 std::string_view Worker::httpDate() {
@@ -311,6 +322,13 @@ std::string Worker::metricsText() const {
          sum(&WorkerCounters::accept_errors));
   metric("h2loop_file_cache_open_files", "gauge", "Descriptors held open by the file caches.",
          sum(&WorkerCounters::file_cache_open_files));
+  metric("h2loop_static_compressed_bytes", "gauge",
+         "Bytes of static files compressed on the fly, kept by the caches or being sent.",
+         sum(&WorkerCounters::static_compressed_bytes));
+  labelled(
+      "h2loop_static_compressed_total", "Static files compressed on the fly, by coding.", "coding",
+      kCodings, [](size_t i) { return codingName(static_cast<Coding>(i)); },
+      [&](size_t i) { return sumAt(&WorkerCounters::static_compressed, i); });
   auto app = [&](auto member) {
     int64_t total = 0;
     for (const Worker* w : shared_.workers)

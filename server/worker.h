@@ -68,6 +68,13 @@ struct ServerShared {
   std::function<void()> on_stopped;
 };
 
+// A listening socket of a worker, and whether it speaks TLS (when the
+// server has certificates) or h2c.
+struct ListenSocket {
+  int fd = -1;
+  bool cleartext = false;
+};
+
 // One thread, one loop, its own SO_REUSEPORT listeners, its own stream pool
 // and file cache. A connection lives its whole life on the worker that
 // accepted it; the only cross-thread doors are requestShutdown() and the
@@ -77,7 +84,7 @@ class Worker {
   // Takes ownership of `listen_fds` (non-blocking listening sockets).
   // `embedded`: serve on this loop (the application's, which runs it and
   // outlives the worker) instead of a loop of its own on its own thread.
-  Worker(ServerShared& shared, unsigned index, std::vector<int> listen_fds,
+  Worker(ServerShared& shared, unsigned index, std::vector<ListenSocket> listen_fds,
          ev::Loop* embedded = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -138,6 +145,7 @@ class Worker {
  private:
   struct Listener {
     int fd;
+    bool cleartext;  // h2c whatever the settings' TLS context
     std::unique_ptr<ev::IoWatch> watch;
   };
 

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+#include <vector>
 
 namespace h2loop::config {
 namespace {
@@ -210,6 +212,115 @@ TEST(ConfigFile, MissingFileIsAnError) {
   }
 }
 
+TEST(ConfigFile, MountsRootHeadersAndErrorPages) {
+  const Parsed p = parse(R"(
+root = "www"
+root_headers = { "cache-control" = "no-cache" }
+[[mount]]
+prefix = "/assets"
+root = "assets"
+headers = { "cache-control" = "max-age=3600", "x-content-type-options" = "nosniff" }
+[[mount]]
+prefix = "/docs/"
+root = "/srv/docs"
+[error_pages]
+404 = "errors/404.html"
+"503" = "/srv/errors/503.html"
+)");
+  EXPECT_EQ(p.cfg.root_headers, (std::vector<ResponseField>{{"cache-control", "no-cache"}}));
+  ASSERT_EQ(p.cfg.mounts.size(), 2u);
+  EXPECT_EQ(
+      p.cfg.mounts[0],
+      (server::Mount{"/assets",
+                     "/etc/h2loop/assets",
+                     {{"cache-control", "max-age=3600"}, {"x-content-type-options", "nosniff"}}}));
+  EXPECT_EQ(p.cfg.mounts[1], (server::Mount{"/docs/", "/srv/docs", {}}));
+  EXPECT_EQ(p.cfg.error_pages,
+            (std::map<int, std::filesystem::path>{{404, "/etc/h2loop/errors/404.html"},
+                                                  {503, "/srv/errors/503.html"}}));
+}
+
+TEST(ConfigFile, MountMistakesNameFileLineAndKey) {
+  EXPECT_EQ(errorOf("mount = 1\n"),
+            "h2loop.toml:1:9: mount: expected [[mount]] tables (prefix, root, headers)");
+  EXPECT_EQ(errorOf("[[mount]]\nroot = \"/x\"\n"), "h2loop.toml:1:1: mount[0].prefix: missing");
+  EXPECT_EQ(errorOf("[[mount]]\nprefix = \"/a\"\n"), "h2loop.toml:1:1: mount[0].root: missing");
+  EXPECT_EQ(errorOf("[[mount]]\nprefix = \"a\"\nroot = \"/x\"\n"),
+            "h2loop.toml:2:10: mount[0].prefix: expected a path starting with '/'");
+  EXPECT_EQ(errorOf("[[mount]]\nprefix = \"/\"\nroot = \"/x\"\n"),
+            "h2loop.toml:2:10: mount[0].prefix: \"/\" is the root's mount (root, root_headers)");
+  EXPECT_EQ(errorOf("[[mount]]\nprefix = \"/a\"\nroot = \"/x\"\n"
+                    "[[mount]]\nprefix = \"/a/\"\nroot = \"/y\"\n"),
+            "h2loop.toml:5:10: mount[1].prefix: \"/a/\" is mounted twice");
+  EXPECT_EQ(errorOf("[[mount]]\nprefix = \"/a\"\nroot = \"/x\"\nrot = 1\n"),
+            "h2loop.toml:4:1: mount[0].rot: unknown key");
+  const std::string mount = "[[mount]]\nprefix = \"/a\"\nroot = \"/x\"\n";
+  EXPECT_EQ(errorOf(mount + "headers = { \"Cache-Control\" = \"x\" }\n"),
+            "h2loop.toml:4:31: mount[0].headers.Cache-Control: field names are lowercase");
+  EXPECT_EQ(errorOf(mount + "headers = { \"x-a\" = \"b\\r\\nset-cookie: c\" }\n"),
+            "h2loop.toml:4:21: mount[0].headers.x-a: CR, LF or NUL in the value");
+  EXPECT_EQ(errorOf(mount + "headers = { \"x-a\" = \"\\u0000\" }\n"),
+            "h2loop.toml:4:21: mount[0].headers.x-a: CR, LF or NUL in the value");
+  EXPECT_EQ(errorOf(mount + "headers = { \"content-type\" = \"text/plain\" }\n"),
+            "h2loop.toml:4:30: mount[0].headers.content-type: the server sets this field itself");
+  EXPECT_EQ(errorOf(mount + "headers = { \"x a\" = \"b\" }\n"),
+            "h2loop.toml:4:21: mount[0].headers.x a: field name is not a token (RFC 9110 §5.6.2)");
+  EXPECT_EQ(errorOf(mount + "headers = { \"x-a\" = 1 }\n"),
+            "h2loop.toml:4:21: mount[0].headers.x-a: expected a string");
+  EXPECT_EQ(errorOf(mount + "headers = \"cache-control: x\"\n"),
+            "h2loop.toml:4:11: mount[0].headers: expected a table of fields ({ \"cache-control\" = "
+            "\"...\" })");
+  std::string many = mount + "[mount.headers]\n";
+  for (int i = 0; i < 32; ++i)
+    many += "x-" + std::to_string(i) + " = \"v\"\n";
+  EXPECT_EQ(errorOf(many), "");
+  EXPECT_EQ(errorOf(many + "x-more = \"v\"\n"),
+            "h2loop.toml:4:1: mount[0].headers: more than 32 fields");
+  EXPECT_EQ(errorOf("root_headers = { \"server\" = \"x\" }\n"),
+            "h2loop.toml:1:29: root_headers.server: the server sets this field itself");
+}
+
+TEST(ConfigFile, ErrorPageMistakesNameFileLineAndKey) {
+  EXPECT_EQ(errorOf("[error_pages]\n418 = \"teapot.html\"\n"),
+            "h2loop.toml:2:7: error_pages.418: not a status the server answers itself (400, 403, "
+            "404, 405, 416, 500, 503)");
+  EXPECT_EQ(errorOf("[error_pages]\nnotfound = \"404.html\"\n"),
+            "h2loop.toml:2:12: error_pages.notfound: not a status the server answers itself (400, "
+            "403, 404, 405, 416, 500, 503)");
+  EXPECT_EQ(errorOf("[error_pages]\n404 = 1\n"),
+            "h2loop.toml:2:7: error_pages.404: expected a string");
+  EXPECT_EQ(errorOf("[error_pages]\n404 = \"a\"\n0404 = \"b\"\n"),
+            "h2loop.toml:2:7: error_pages.404: given twice");
+  EXPECT_EQ(errorOf("error_pages = 1\n"),
+            "h2loop.toml:1:15: error_pages: expected a table ([error_pages])");
+}
+
+TEST(ConfigFile, MountsAndErrorPagesReadBackTheSame) {
+  const Parsed p = parse(R"(
+listen = "127.0.0.1:8443"
+root = "/srv/www"
+root_headers = { "cache-control" = "no-cache", "x-frame-options" = "DENY" }
+[[mount]]
+prefix = "/assets"
+root = "/srv/assets"
+headers = { "cache-control" = "max-age=31536000, immutable" }
+[[mount]]
+prefix = "/docs"
+root = "/srv/docs"
+[error_pages]
+404 = "/srv/errors/404.html"
+500 = "/srv/errors/500.html"
+)");
+  const std::string text = effectiveConfig(p.cfg, p.program);
+  Parsed back;
+  applyConfigText(text, "effective", "/", back.cfg, back.program);
+  EXPECT_EQ(effectiveConfig(back.cfg, back.program), text);
+  EXPECT_EQ(back.cfg.mounts, p.cfg.mounts);
+  EXPECT_EQ(back.cfg.root_headers, p.cfg.root_headers);
+  EXPECT_EQ(back.cfg.error_pages, p.cfg.error_pages);
+  EXPECT_EQ(back.cfg.mounts.size(), 2u);
+}
+
 // The example in deploy/ stays a valid file.
 TEST(ConfigFile, TheDeployExampleReads) {
   ServerConfig cfg;
@@ -219,6 +330,54 @@ TEST(ConfigFile, TheDeployExampleReads) {
   EXPECT_EQ(cfg.workers, 2u);
   EXPECT_EQ(cfg.listen.size(), 2u);
   EXPECT_EQ(program.access_log_file, "/var/log/h2loop/access.log");
+}
+
+TEST(ConfigFile, ListenersAndSniCertificates) {
+  const Parsed p = parse(R"(
+listen = ["127.0.0.1:8443", { address = "[::1]:8080", tls = false }, { address = "0.0.0.0:443" }]
+root = "www"
+[tls]
+cert = "d.pem"
+key = "d.key"
+[[tls.sni]]
+cert = "a.pem"
+key = "/keys/a.key"
+ocsp_response = "a.der"
+[[tls.sni]]
+cert = "b.pem"
+key = "b.key"
+)");
+  ASSERT_EQ(p.cfg.listen.size(), 3u);
+  EXPECT_EQ(p.cfg.listen[0], (server::ListenAddress{"127.0.0.1", 8443, false}));
+  EXPECT_EQ(p.cfg.listen[1], (server::ListenAddress{"::1", 8080, true}));
+  EXPECT_EQ(p.cfg.listen[2], (server::ListenAddress{"0.0.0.0", 443, false}));
+  ASSERT_EQ(p.cfg.sni_certificates.size(), 2u);
+  EXPECT_EQ(p.cfg.sni_certificates[0],
+            (net::CertificateFiles{"/etc/h2loop/a.pem", "/keys/a.key", "/etc/h2loop/a.der"}));
+  EXPECT_EQ(p.cfg.sni_certificates[1],
+            (net::CertificateFiles{"/etc/h2loop/b.pem", "/etc/h2loop/b.key", {}}));
+  const std::string text = effectiveConfig(p.cfg, p.program);
+  const Parsed back = parse(text);
+  EXPECT_EQ(back.cfg.listen, p.cfg.listen);
+  EXPECT_EQ(back.cfg.sni_certificates, p.cfg.sni_certificates);
+  EXPECT_EQ(effectiveConfig(back.cfg, back.program), text);
+}
+
+TEST(ConfigFile, ListenerAndSniMistakesNameFileLineAndKey) {
+  EXPECT_EQ(errorOf("listen = [{ tls = false }]"),
+            "h2loop.toml:1:11: listen[0].address: missing (\"HOST:PORT\")");
+  EXPECT_EQ(errorOf("listen = [{ address = \"x:1\", tls = 1 }]"),
+            "h2loop.toml:1:36: listen[0].tls: expected true or false");
+  EXPECT_EQ(errorOf("listen = [{ address = \"127.0.0.1:1\", plain = true }]"),
+            "h2loop.toml:1:38: listen[0].plain: unknown key");
+  EXPECT_EQ(errorOf("listen = [\"127.0.0.1:1\", { address = \"127.0.0.1\" }]"),
+            "h2loop.toml:1:38: listen[1].address: \"127.0.0.1\": invalid address \"127.0.0.1\": "
+            "expected host:port");
+  EXPECT_EQ(errorOf("[tls]\nsni = \"a.pem\""),
+            "h2loop.toml:2:7: tls.sni: expected [[tls.sni]] tables (cert, key, ocsp_response)");
+  EXPECT_EQ(errorOf("[[tls.sni]]\ncert = \"a.pem\""), "h2loop.toml:1:1: tls.sni[0].key: missing");
+  EXPECT_EQ(errorOf("[[tls.sni]]\ncert = \"a.pem\"\nkey = \"a.key\"\nname = \"x\""),
+            "h2loop.toml:4:1: tls.sni[0].name: unknown key");
 }
 
 }  // namespace
