@@ -11,10 +11,10 @@ cd "$(dirname "$0")"
 PACKAGES=(
   cmake ninja-build pkg-config g++ git
   libevent-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libhttp-parser-dev libwslay-dev
-  libtomlplusplus-dev libsystemd-dev
+  libtomlplusplus-dev libsystemd-dev zlib1g-dev libbrotli-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  openssl curl wget nghttp2-client python3-h2 python3-wsproto python3-websockets chromium
-  iproute2 procps clang-format haproxy nginx
+  openssl curl wget nghttp2-client python3-h2 python3-wsproto python3-websockets python3-brotli chromium
+  iproute2 procps clang-format haproxy nginx systemd
 )
 
 deps() {
@@ -81,8 +81,10 @@ consumer_check() {
   # h2loop as an installed library: cmake --install into a scratch prefix, then an
   # application outside the tree (tests/consumer/) built with find_package(h2loop) and
   # with pkg-config alone, each serving a request over HTTP/2.
+  # It reuses the packager build's directory (same build type and flags): what
+  # is installed is what a packager builds, and it is not compiled twice.
   echo "== install + out-of-tree consumer (find_package(h2loop), pkg-config h2loop)"
-  tests/consumer/run.sh . build/consumer build/consumer/scratch
+  tests/consumer/run.sh . build/plain build/consumer/scratch
 }
 
 run_tests() {
