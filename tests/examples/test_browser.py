@@ -33,15 +33,10 @@ cases skip there. Same environment as test_examples.py (H2LOOP_EXAMPLES_DIR,
 H2LOOP_LOOP, H2LOOP_TRANSPORT). Every wait is bounded.
 """
 
-import fcntl
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -135,13 +130,7 @@ class BrowserChat(unittest.TestCase):
         netlog = os.path.join(harness.workdir(), "netlog-%s.json" % self.id().rsplit(".", 1)[-1])
         browser = DevTools(*flags, netlog=netlog)
         try:
-            target = browser.command("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = browser.command("Target.attachToTarget",
-                                      {"targetId": target, "flatten": True})["sessionId"]
-            browser.command("Network.enable", session=session)
-            browser.command("Page.enable", session=session)
-            browser.command("Page.navigate", {"url": self.ex.url("/?selftest=%d" % SELFTEST_MESSAGES)},
-                            session=session)
+            session = browser.open_page(self.ex.url("/?selftest=%d" % SELFTEST_MESSAGES))
             browser.wait_event("Page.loadEventFired", timeout=BROWSER_TIMEOUT)
             res = browser.command("Runtime.evaluate",
                                   {"expression": AWAIT_RESULT, "awaitPromise": True,

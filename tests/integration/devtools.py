@@ -74,6 +74,17 @@ class DevTools:
                 return m["result"]
             self.events.append(m)
 
+    def open_page(self, url):
+        """A new tab attached in flat mode, with Network and Page events on,
+        navigating to `url`; returns its session id."""
+        target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.command("Target.attachToTarget",
+                               {"targetId": target, "flatten": True})["sessionId"]
+        self.command("Network.enable", session=session)
+        self.command("Page.enable", session=session)
+        self.command("Page.navigate", {"url": url}, session=session)
+        return session
+
     def wait_event(self, method, timeout=30):
         deadline = time.monotonic() + timeout
         while True:

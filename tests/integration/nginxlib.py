@@ -83,6 +83,43 @@ http {{
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+class Comparison:
+    """The nginx side of a suite that asks h2loop (self.server) and nginx the
+    same questions: start_nginx() in setUpClass, stop_nginx() in
+    tearDownClass; h2loop() and reference() ask each with curl, and
+    reference() skips the test when nginx could not run."""
+
+    nginx = None
+    nginx_error = None
+
+    @classmethod
+    def start_nginx(cls, root, http_extra="", server_extra=""):
+        cls.nginx = None
+        cls.nginx_error = available()
+        if cls.nginx_error is None:
+            try:
+                cls.nginx = Nginx(root, http_extra=http_extra, server_extra=server_extra).start()
+            except (RuntimeError, OSError) as e:
+                cls.nginx_error = str(e)
+
+    @classmethod
+    def stop_nginx(cls):
+        if cls.nginx is not None:
+            cls.nginx.stop()
+            cls.nginx = None
+
+    def h2loop(self, path, method="GET", headers=(), http1=False, extra=()):
+        s = self.server
+        proto = (["-k", "--http1.1"] if s.tls else ["--http1.1"]) if http1 else s.curl_args()
+        return run_curl(proto + request_args(method, headers) + list(extra), s.url(path))
+
+    def reference(self, path, method="GET", headers=(), extra=()):
+        if self.nginx is None:
+            self.skipTest(self.nginx_error)
+        return run_curl(["--http1.1"] + request_args(method, headers) + list(extra),
+                        self.nginx.url(path))
+
+
 def readable(root):
     """nginx's worker may drop to another user when run as root: keep the tree readable."""
     for d, dirs, files in os.walk(root):

@@ -128,12 +128,7 @@ class BrowserStatic(ServerTestCase):
         {url path: [(request headers, response)]} from DevTools)."""
         browser = DevTools("--autoplay-policy=no-user-gesture-required", *flags)
         try:
-            target = browser.command("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = browser.command("Target.attachToTarget",
-                                      {"targetId": target, "flatten": True})["sessionId"]
-            browser.command("Network.enable", session=session)
-            browser.command("Page.enable", session=session)
-            browser.command("Page.navigate", {"url": self.server.url("/")}, session=session)
+            session = browser.open_page(self.server.url("/"))
             res = browser.command("Runtime.evaluate",
                                   {"expression": "new Promise((resolve) => { const wait = () => "
                                    "window.selftest ? window.selftest.then((r) => "

@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import nginxlib  # noqa: E402
 from harness import Server, ServerTestCase  # noqa: E402
-from nginxlib import Nginx, request_args, run_curl  # noqa: E402
 
 try:
     import brotli
@@ -96,36 +95,19 @@ def unittest_skip(why):
     return unittest.SkipTest(why)
 
 
-class Compression(ServerTestCase):
+class Compression(nginxlib.Comparison, ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.root = make_root()
         cls.server = Server(root=cls.root).start()
-        cls.nginx = None
-        cls.nginx_error = nginxlib.available()
-        if cls.nginx_error is None:
-            try:
-                cls.nginx = Nginx(cls.root, http_extra=NGINX_GZIP,
-                                  server_extra="gzip_static on;").start()
-            except (RuntimeError, OSError) as e:
-                cls.nginx_error = str(e)
+        cls.start_nginx(cls.root, http_extra=NGINX_GZIP, server_extra="gzip_static on;")
 
     @classmethod
     def tearDownClass(cls):
-        if cls.nginx is not None:
-            cls.nginx.stop()
+        cls.stop_nginx()
         super().tearDownClass()
         shutil.rmtree(cls.root, True)
-
-    # -- clients -------------------------------------------------------------
-    def h2loop(self, path, method="GET", headers=(), http1=False):
-        s = self.server
-        proto = (["-k", "--http1.1"] if s.tls else ["--http1.1"]) if http1 else s.curl_args()
-        return run_curl(proto + request_args(method, headers), s.url(path))
-
-    def reference(self, path, method="GET", headers=()):
-        return run_curl(["--http1.1"] + request_args(method, headers), self.nginx.url(path))
 
     def answers(self, path, ae, method="GET", extra=()):
         """h2loop over HTTP/2 and HTTP/1.1, and nginx (or None)."""

@@ -8,7 +8,6 @@ certificates need TLS and skip on h2c.
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess

@@ -22,7 +22,6 @@ import harness  # noqa: E402
 import nginxlib  # noqa: E402
 from configlib import ConfigServer  # noqa: E402
 from harness import BIN, TLS, H2Client  # noqa: E402
-from nginxlib import Nginx, request_args, run_curl  # noqa: E402
 
 PAGE_404 = b"<!doctype html><title>gone</title><h1>not here</h1>\n"
 PAGE_403 = b"<!doctype html><h1>forbidden</h1>\n"
@@ -95,7 +94,7 @@ def head_fields(raw, name):
     return out
 
 
-class Mounts(harness.ServerTestCase):
+class Mounts(nginxlib.Comparison, harness.ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -119,12 +118,8 @@ class Mounts(harness.ServerTestCase):
             return t
         cls.server.fd_table = fd_table
         cls.server.start()
-        cls.nginx = None
-        cls.nginx_error = nginxlib.available()
-        if cls.nginx_error is None:
-            s = cls.site
-            try:
-                cls.nginx = Nginx(s, server_extra=f"""
+        s = cls.site
+        cls.start_nginx(s, server_extra=f"""
   error_page 404 /errors/404.html; error_page 403 /errors/403.html;
   error_page 416 /errors/416.html;
   location / {{ add_header cache-control no-cache; }}
@@ -133,14 +128,11 @@ class Mounts(harness.ServerTestCase):
                        add_header x-content-type-options nosniff; }}
   location /assets/img/ {{ alias {s}/images/; add_header cache-control max-age=86400;
                            add_header x-from flag; }}
-""").start()
-            except (RuntimeError, OSError) as e:
-                cls.nginx_error = str(e)
+""")
 
     @classmethod
     def tearDownClass(cls):
-        if cls.nginx is not None:
-            cls.nginx.stop()
+        cls.stop_nginx()
         super().tearDownClass()
         shutil.rmtree(cls.site, True)
 
@@ -150,10 +142,6 @@ class Mounts(harness.ServerTestCase):
         if http1:
             return ["-k", "--http1.1"] if s.tls else ["--http1.1"]
         return s.curl_args()
-
-    def ask(self, path, method="GET", headers=(), http1=False, extra=()):
-        return run_curl(self.proto(http1) + request_args(method, headers) + list(extra),
-                        self.server.url(path))
 
     def raw_head(self, path, *extra, http1=False):
         r = subprocess.run(["curl", "-sS", "--max-time", "20", "-D", "-", "-o", "/dev/null"] +
@@ -176,7 +164,7 @@ class Mounts(harness.ServerTestCase):
         for proto, http1 in self.both():
             for path, body, cache, more in cases:
                 what = "%s %s" % (proto, path)
-                a = self.ask(path, http1=http1)
+                a = self.h2loop(path, http1=http1)
                 self.assertEqual(a.status, 200, what)
                 self.assertEqual(a.body, body, what)
                 raw = self.raw_head(path, http1=http1)
@@ -187,19 +175,19 @@ class Mounts(harness.ServerTestCase):
                 self.assertEqual(len(head_fields(raw, "content-type")), 1, what)
                 self.assertEqual(head_fields(raw, "content-length"), [str(len(body))], what)
             # /assets/img is the images mount: the assets root's img/ is out of reach.
-            self.assertEqual(self.ask("/assets/img/shadowed.png", http1=http1).status, 404)
+            self.assertEqual(self.h2loop("/assets/img/shadowed.png", http1=http1).status, 404)
             # "/assetsx" is not under /assets: root's answer (a 404 here).
-            self.assertEqual(self.ask("/assetsx", http1=http1).status, 404)
+            self.assertEqual(self.h2loop("/assetsx", http1=http1).status, 404)
 
     def test_304_and_206_keep_their_status_and_carry_the_fields(self):
         for proto, http1 in self.both():
-            a = self.ask("/assets/a.css", http1=http1)
+            a = self.h2loop("/assets/a.css", http1=http1)
             etag = a.get("etag")
-            n = self.ask("/assets/a.css", headers=["If-None-Match: " + etag], http1=http1)
+            n = self.h2loop("/assets/a.css", headers=["If-None-Match: " + etag], http1=http1)
             self.assertEqual(n.status, 304, proto)
             self.assertEqual(n.body, b"", proto)
             self.assertEqual(n.get("cache-control"), "max-age=3600", proto)  # RFC 9110 §15.4.5
-            r = self.ask("/page.txt", headers=["Range: bytes=0-4"], http1=http1)
+            r = self.h2loop("/page.txt", headers=["Range: bytes=0-4"], http1=http1)
             self.assertEqual(r.status, 206, proto)
             self.assertEqual(r.body, b"01234", proto)
             self.assertEqual(r.get("cache-control"), "no-cache", proto)
@@ -215,28 +203,28 @@ class Mounts(harness.ServerTestCase):
 
     def test_error_pages_over_both_protocols(self):
         for proto, http1 in self.both():
-            self.assertPage(self.ask("/missing.html", http1=http1), 404, PAGE_404, "text/html",
+            self.assertPage(self.h2loop("/missing.html", http1=http1), 404, PAGE_404, "text/html",
                             proto + " 404 of /")
-            self.assertPage(self.ask("/assets/missing.css", http1=http1), 404, PAGE_404,
+            self.assertPage(self.h2loop("/assets/missing.css", http1=http1), 404, PAGE_404,
                             "text/html", proto + " 404 of a mount")
-            self.assertPage(self.ask("/secret/", http1=http1), 403, PAGE_403, "text/html",
+            self.assertPage(self.h2loop("/secret/", http1=http1), 403, PAGE_403, "text/html",
                             proto + " 403")
-            a = self.ask("/index.html", "POST", http1=http1, extra=["-d", "x=1"])
+            a = self.h2loop("/index.html", "POST", http1=http1, extra=["-d", "x=1"])
             self.assertPage(a, 405, PAGE_405, "text/plain", proto + " 405 of a file")
             self.assertEqual(a.get("allow"), "GET, HEAD, OPTIONS")
-            a = self.ask(harness.METRICS, "DELETE", http1=http1)  # routing's own 405
+            a = self.h2loop(harness.METRICS, "DELETE", http1=http1)  # routing's own 405
             self.assertPage(a, 405, PAGE_405, "text/plain", proto + " 405 of a route")
             self.assertEqual(a.get("allow"), "GET, HEAD, OPTIONS")
-            a = self.ask("/page.txt", headers=["Range: bytes=500-"], http1=http1)
+            a = self.h2loop("/page.txt", headers=["Range: bytes=500-"], http1=http1)
             self.assertPage(a, 416, PAGE_416, "text/html", proto + " 416")
             self.assertEqual(a.get("content-range"), "bytes */100")
             # HEAD: the page's headers, no body.
-            h = self.ask("/missing.html", "HEAD", http1=http1)
+            h = self.h2loop("/missing.html", "HEAD", http1=http1)
             self.assertEqual((h.status, h.body, h.get("content-length")),
                              (404, b"", str(len(PAGE_404))), proto)
             self.assertEqual(h.media(), "text/html")
             # 400 has no page here: the built-in text.
-            b = self.ask("/a/../../etc/passwd", http1=http1, extra=["--path-as-is"])
+            b = self.h2loop("/a/../../etc/passwd", http1=http1, extra=["--path-as-is"])
             self.assertEqual((b.status, b.media()), (400, "text/plain"), proto)
 
     # -- OPTIONS ---------------------------------------------------------------------
@@ -250,10 +238,10 @@ class Mounts(harness.ServerTestCase):
     def test_options_on_paths_and_asterisk(self):
         for proto, http1 in self.both():
             for path in ("/index.html", "/assets/a.css", "/assets/img/none", harness.METRICS):
-                self.assertOptions(self.ask(path, "OPTIONS", http1=http1), "GET, HEAD, OPTIONS",
+                self.assertOptions(self.h2loop(path, "OPTIONS", http1=http1), "GET, HEAD, OPTIONS",
                                    "%s OPTIONS %s" % (proto, path))
             self.assertOptions(
-                self.ask("/", "OPTIONS", http1=http1, extra=["--request-target", "*"]),
+                self.h2loop("/", "OPTIONS", http1=http1, extra=["--request-target", "*"]),
                 "GET, HEAD, OPTIONS", proto + " OPTIONS *")
 
     def test_options_asterisk_over_python_h2_and_a_raw_socket(self):
@@ -295,27 +283,25 @@ class Mounts(harness.ServerTestCase):
 
     # -- nginx -----------------------------------------------------------------------
     def test_same_answers_as_nginx(self):
-        if self.nginx is None:
-            self.skipTest(self.nginx_error)
         for path in ("/index.html", "/assets/a.css", "/assets/img/x.png", "/missing.html",
                      "/assets/missing.css", "/secret/"):
-            ref = run_curl(["--http1.1"], self.nginx.url(path))
+            ref = self.reference(path)
             for proto, http1 in self.both():
                 what = "%s %s" % (proto, path)
-                mine = self.ask(path, http1=http1)
+                mine = self.h2loop(path, http1=http1)
                 self.assertEqual(mine.status, ref.status, what)
                 self.assertEqual(mine.get("cache-control"), ref.get("cache-control"), what)
                 self.assertEqual(mine.get("x-from"), ref.get("x-from"), what)
                 self.assertEqual(mine.body, ref.body, what)
                 self.assertEqual(mine.media(), ref.media(), what)
-        ref = run_curl(["--http1.1", "-H", "Range: bytes=500-"], self.nginx.url("/page.txt"))
-        mine = self.ask("/page.txt", headers=["Range: bytes=500-"])
+        ref = self.reference("/page.txt", headers=["Range: bytes=500-"])
+        mine = self.h2loop("/page.txt", headers=["Range: bytes=500-"])
         self.assertEqual((mine.status, mine.body, mine.get("content-range")),
                          (ref.status, ref.body, ref.get("content-range")))
         for (method, path), (want, nginx_status) in DIFFERENT.items():
-            ref = run_curl(["--http1.1", "-X", method], self.nginx.url(path))
+            ref = self.reference(path, method)
             self.assertEqual(ref.status, nginx_status, (method, path))
-            self.assertEqual(self.ask(path, method).status, want, (method, path))
+            self.assertEqual(self.h2loop(path, method).status, want, (method, path))
 
     # -- reload --------------------------------------------------------------------------
     def test_a_reload_keeps_the_mounts(self):
@@ -326,8 +312,8 @@ class Mounts(harness.ServerTestCase):
                     .replace('403 = "errors/403.html"\n', ""))
             text = s.reload()
             self.assertRegex(text, r"reload: error_pages, mounts changed; that takes a restart")
-            self.assertEqual(self.ask("/assets/a.css").get("cache-control"), "max-age=3600")
-            self.assertEqual(self.ask("/secret/").body, PAGE_403)
+            self.assertEqual(self.h2loop("/assets/a.css").get("cache-control"), "max-age=3600")
+            self.assertEqual(self.h2loop("/secret/").body, PAGE_403)
         finally:
             s.write(original)
             text = s.reload()

@@ -19,7 +19,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Server, ServerTestCase  # noqa: E402
-from nginxlib import NGINX, Nginx, request_args, run_curl  # noqa: E402
+import nginxlib  # noqa: E402
 
 MAX_RANGES = 100  # h2loop's default; nginx gets the same max_ranges
 
@@ -60,41 +60,21 @@ def make_root():
     return root
 
 
-class Ranges(ServerTestCase):
+class Ranges(nginxlib.Comparison, ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.root = make_root()
         # Precompressed variants only: on-the-fly compression is test_compression.py's.
         cls.server = Server("--no-compress", root=cls.root).start()
-        cls.nginx = None
-        cls.nginx_error = None
-        if os.path.exists(NGINX):
-            try:
-                cls.nginx = Nginx(cls.root, http_extra=f"max_ranges {MAX_RANGES};",
-                                  server_extra="gzip_static on; gzip_vary on;").start()
-            except (RuntimeError, OSError) as e:
-                cls.nginx_error = str(e)
-        else:
-            cls.nginx_error = NGINX + " is not installed"
+        cls.start_nginx(cls.root, http_extra=f"max_ranges {MAX_RANGES};",
+                        server_extra="gzip_static on; gzip_vary on;")
 
     @classmethod
     def tearDownClass(cls):
-        if cls.nginx is not None:
-            cls.nginx.stop()
+        cls.stop_nginx()
         super().tearDownClass()
         shutil.rmtree(cls.root, True)
-
-    # -- clients -------------------------------------------------------------
-    def h2loop(self, path, method="GET", headers=(), http1=False):
-        s = self.server
-        proto = (["-k", "--http1.1"] if s.tls else ["--http1.1"]) if http1 else s.curl_args()
-        return run_curl(proto + request_args(method, headers), s.url(path))
-
-    def reference(self, path, method="GET", headers=()):
-        if self.nginx is None:
-            self.skipTest(self.nginx_error)
-        return run_curl(["--http1.1"] + request_args(method, headers), self.nginx.url(path))
 
     def file(self, name):
         with open(os.path.join(self.root, name), "rb") as f:
