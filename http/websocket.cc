@@ -698,9 +698,11 @@ void WebSocketSession::exchangeClosed(CloseReason why) {
   if (code == 1006 && close_reason_.empty()) close_reason_ = toString(why);
   timer_.reset();
   releaseContext();
-  const size_t left = pending_.exchange(0, std::memory_order_acq_rel);
-  anchor_->counters.ws_queued_bytes.fetch_sub(static_cast<int64_t>(left),
-                                              std::memory_order_relaxed);
+  // What wslay held goes with its context. A send reserved on another thread
+  // and still posted is not ours to take back: its queueHere() runs after
+  // this, sees over_ and unreserves it itself. (Zeroing pending_ here took
+  // those bytes back twice: the gauge went negative, and pending_ wrapped.)
+  if (in_wslay_ > 0) unreserve(in_wslay_);
   in_wslay_ = 0;
   if (counted_) {
     anchor_->counters.ws_open.fetch_sub(1, std::memory_order_relaxed);
